@@ -1,0 +1,188 @@
+"""The SLAC agent: latent model, twin critics on latents, actor on histories, temperature alpha.
+
+One update (released code): sample B sequences; run the encoder and the filtering posterior once
+over all of them with the parameters as they are before this update; the model loss (Eq. 7) takes
+the first ``model_batch_size`` sequences with gradients; the critics (Eq. 8-9) and the actor
+(Eq. 10) take all B with gradients stopped into the model.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from slac.config import Config
+from slac.model import LatentModel
+from slac.networks import Actor, Critic
+from slac.replay import Batch
+
+
+def actor_history(
+    features: torch.Tensor, actions: torch.Tensor, first: torch.Tensor, valid: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The actor's view of a sequence: frames before the newest episode start are replaced by
+    that start's frame and their actions by zeros, which is exactly what the actor sees at the
+    start of an episode when acting (released code: ``filter_before_first_step``)."""
+    T = features.shape[1]
+    start = (first.long() * torch.arange(T, device=first.device)).amax(1)
+    f_start = features[torch.arange(features.shape[0], device=features.device), start]
+    feats = torch.where(valid[..., None], features, f_start[:, None])
+    acts = actions * valid[:, :-1, None].to(actions.dtype)
+    return feats, acts
+
+
+class SLACAgent:
+    def __init__(self, cfg: Config, action_dim: int, device: torch.device,
+                 policy_std_scale: float = 1.0):
+        self.cfg, self.device, self.action_dim = cfg, device, action_dim
+        z_dim = cfg.z1_dim + cfg.z2_dim
+        self.model = LatentModel(action_dim, cfg.z1_dim, cfg.z2_dim, cfg.feature_dim, cfg.hidden,
+                                 cfg.decoder_var).to(device)
+        self.actor = Actor(cfg.feature_dim, action_dim, cfg.sequence_length, cfg.hidden,
+                           policy_std_scale).to(device)
+        self.critic = Critic(z_dim, action_dim, cfg.hidden).to(device)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.log_alpha = torch.zeros((), device=device, requires_grad=True)
+        self.target_entropy = -float(action_dim)
+        self.model_opt = torch.optim.Adam(self.model.parameters(), lr=cfg.model_lr)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr)
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        return self.log_alpha.detach().exp()
+
+    # ---------------------------------------------------------------- acting
+    @torch.no_grad()
+    def act(self, frames: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """Sample a ~ pi(. | frames (L, H, W, 3) uint8, actions (L-1, A)) for one environment."""
+        f = torch.from_numpy(frames).to(self.device)
+        a = torch.from_numpy(actions).to(self.device, torch.float32)
+        features = self.model.encoder(f)[None]
+        action, _ = self.actor.sample(features, a[None])
+        return action[0].cpu().numpy()
+
+    # ---------------------------------------------------------------- learning
+    def update_model(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One step of Eq. (7) on ``batch`` alone (model pretraining)."""
+        b = batch.to(self.device)
+        post = self.model.filter(self.model.encoder(b.frames), b.actions, b.first)
+        return self._model_step(b, post)
+
+    def _model_step(self, b: Batch, post) -> dict[str, torch.Tensor]:
+        loss, stats = self.model.loss(b.frames, b.actions, b.rewards, b.valid, post)
+        self.model_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.model_opt.step()
+        return stats
+
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One update of model, critics, actor and alpha on one batch (Algorithm 1)."""
+        b = batch.to(self.device)
+        mb = self.cfg.model_batch_size
+        head, tail = b.frames[:mb], b.frames[mb:]
+        features = self.model.encoder(head)
+        post = self.model.filter(features, b.actions[:mb], b.first[:mb])
+        features_ac, z_ac = features.detach(), post.z.detach()
+        if tail.shape[0]:
+            with torch.no_grad():
+                f_tail = self.model.encoder(tail)
+                z_tail = self.model.filter(f_tail, b.actions[mb:], b.first[mb:]).z
+            features_ac = torch.cat([features_ac, f_tail])
+            z_ac = torch.cat([z_ac, z_tail])
+        head_batch = Batch(head, b.actions[:mb], b.rewards[:mb], b.terminals[:mb], b.first[:mb],
+                           b.valid[:mb])
+        stats = self._model_step(head_batch, post)
+        stats.update(self.update_actor_critic(features_ac, z_ac, b))
+        return stats
+
+    def update_actor_critic(self, features: torch.Tensor, z: torch.Tensor, b: Batch):
+        """Eq. (8)-(10) and the temperature, on detached encoder features and latents."""
+        feats, acts = actor_history(features, b.actions, b.first, b.valid)
+        h_next = (feats[:, 1:], acts[:, 1:])  # x_{2:T}, a_{2:T-1}: the history at z_{T}
+        z_t, z_next = z[:, -2], z[:, -1]
+        a_t, r_t, done = b.actions[:, -1], b.rewards[:, -1], b.terminals[:, -1]
+        alpha = self.alpha
+        with torch.no_grad():
+            a_next, logp_next = self.actor.sample(*h_next)
+            q1_t, q2_t = self.critic_target(z_next, a_next)
+            v_next = torch.min(q1_t, q2_t) - alpha * logp_next  # Eq. (9)
+            target = r_t + self.cfg.gamma * (1.0 - done) * v_next
+        q1, q2 = self.critic(z_t, a_t)
+        critic_loss = 0.5 * (F.mse_loss(q1, target) + F.mse_loss(q2, target))  # Eq. (8)
+        self.critic_opt.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_opt.step()
+
+        action, logp = self.actor.sample(*h_next)
+        self.critic.requires_grad_(False)
+        q1_pi, q2_pi = self.critic(z_next, action)
+        self.critic.requires_grad_(True)
+        actor_loss = (alpha * logp - torch.min(q1_pi, q2_pi)).mean()  # Eq. (10)
+        self.actor_opt.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        self.actor_opt.step()
+
+        alpha_loss = -(self.log_alpha * (logp.detach() + self.target_entropy)).mean()
+        self.alpha_opt.zero_grad(set_to_none=True)
+        alpha_loss.backward()
+        self.alpha_opt.step()
+
+        with torch.no_grad():
+            params = zip(self.critic.parameters(), self.critic_target.parameters(), strict=True)
+            for p, p_t in params:
+                p_t.lerp_(p, self.cfg.tau)
+        return {
+            "critic_loss": critic_loss.detach(),
+            "actor_loss": actor_loss.detach(),
+            "alpha_loss": alpha_loss.detach(),
+            "alpha": alpha,
+            "entropy": -logp.detach().mean(),
+            "q": q1.detach().mean(),
+        }
+
+    # ---------------------------------------------------------------- state
+    def state_dict(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "actor": self.actor.state_dict(),
+            "critic": self.critic.state_dict(),
+            "critic_target": self.critic_target.state_dict(),
+            "log_alpha": self.log_alpha.detach().clone(),
+            "model_opt": self.model_opt.state_dict(),
+            "actor_opt": self.actor_opt.state_dict(),
+            "critic_opt": self.critic_opt.state_dict(),
+            "alpha_opt": self.alpha_opt.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        for name in ("model", "actor", "critic", "critic_target", "model_opt", "actor_opt",
+                     "critic_opt", "alpha_opt"):
+            getattr(self, name).load_state_dict(state[name])
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"])
+
+
+class PolicyHistory:
+    """The last L frames (HWC uint8) and L-1 actions the actor sees when acting.
+
+    At an episode start it holds L copies of the first frame and zero actions, matching the
+    masking of histories that cross an episode start in training (:func:`actor_history`).
+    """
+
+    def __init__(self, length: int, action_dim: int):
+        self.length, self.action_dim = length, action_dim
+        self.frames: np.ndarray | None = None
+        self.actions = np.zeros((length - 1, action_dim), dtype=np.float32)
+
+    def reset(self, frame_chw: np.ndarray) -> None:
+        self.frames = np.repeat(frame_chw.transpose(1, 2, 0)[None], self.length, 0)
+        self.actions[:] = 0.0
+
+    def push(self, action: np.ndarray, frame_chw: np.ndarray) -> None:
+        self.frames = np.concatenate([self.frames[1:], frame_chw.transpose(1, 2, 0)[None]])
+        self.actions = np.concatenate([self.actions[1:], action[None].astype(np.float32)])

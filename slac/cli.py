@@ -1,0 +1,134 @@
+"""The ``slac`` command: ``train``, ``eval``, ``tasks``.
+
+Bad input is reported on one line (``slac: error: ...``) with exit code 2 and nothing written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import types
+import typing
+
+from slac.config import Config, ConfigError, check_writable, resolve
+from slac.tasks import TASKS
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> typing.NoReturn:  # one line, exit 2
+        self.exit(2, f"slac: error: {message}\n")
+
+
+def _base_type(tp) -> type:
+    tp = eval(tp, vars(typing)) if isinstance(tp, str) else tp  # noqa: S307 - our annotations
+    if isinstance(tp, types.UnionType):
+        return next(t for t in typing.get_args(tp) if t is not type(None))
+    return tp
+
+
+_METAVAR = {int: "N", float: "X", str: "STR"}
+
+
+def _one_line_help(prog: str) -> argparse.HelpFormatter:
+    return argparse.HelpFormatter(prog, max_help_position=34, width=140)
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per :class:`Config` field, its help line from the field's metadata."""
+    for f in dataclasses.fields(Config):
+        kind = _base_type(f.type)
+        default = "per task" if f.default is None and f.name not in ("run_dir",) else f.default
+        help_line = f.metadata["help"] + ("" if f.default is None else f" [{default}]")
+        parser.add_argument(
+            f"--{f.name.replace('_', '-')}", type=kind, default=argparse.SUPPRESS,
+            choices=f.metadata.get("choices"), help=help_line,
+            metavar=None if "choices" in f.metadata else _METAVAR.get(kind, "STR"),
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="slac", description="Stochastic Latent Actor-Critic from pixels.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    train = sub.add_parser("train", help="train SLAC on a task (Algorithm 1)",
+                           description="Train SLAC. Defaults are the paper's protocol.",
+                           formatter_class=_one_line_help)
+    add_config_flags(train)
+    ev = sub.add_parser("eval", help="evaluate the agent saved in a run directory")
+    ev.add_argument("--run-dir", required=True, help="run directory holding agent.pt")
+    ev.add_argument("--episodes", type=int, default=10, help="evaluation episodes [10]")
+    ev.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                    help="auto|cpu|cuda [auto]")
+    sub.add_parser("tasks", help="list the tasks with their action repeat and decoder variance")
+    return parser
+
+
+def cmd_tasks() -> int:
+    print(f"{'task':<22}{'suite':<7}{'action repeat':>14}{'decoder var':>13}{'random steps':>14}")
+    for name, t in TASKS.items():
+        print(f"{name:<22}{t.suite:<7}{t.action_repeat:>14}{t.decoder_var:>13}"
+              f"{t.random_steps:>14}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    values = {k: v for k, v in vars(args).items() if k != "command"}
+    cfg = resolve(Config(**values))
+    check_writable(cfg.run_dir)
+    from slac import checkpoint
+
+    if (checkpoint.Path(cfg.run_dir) / checkpoint.AGENT_FILE).exists():
+        raise ConfigError(f"{cfg.run_dir} already holds a trained run; choose another --run-dir")
+    from slac.train import Trainer
+
+    Trainer(cfg).run()
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    if args.episodes <= 0:
+        raise ConfigError(f"--episodes must be positive, got {args.episodes}")
+    import numpy as np
+
+    from slac import checkpoint, envs
+    from slac.agent import SLACAgent
+    from slac.config import from_dict
+    from slac.evaluate import evaluate
+    from slac.train import resolve_device
+
+    device = resolve_device(args.device)
+    try:
+        state = checkpoint.load_agent_state(args.run_dir, device)
+    except FileNotFoundError as e:
+        raise ConfigError(str(e)) from None
+    cfg = from_dict(state["config"])
+    agent = SLACAgent(cfg, state["action_dim"], device, TASKS[cfg.task].policy_std_scale)
+    agent.load_state_dict(state["agent"])
+    env = envs.make(cfg.task, cfg.seed + 2_000_000, cfg.action_repeat, cfg.render_quality)
+    try:
+        returns = evaluate(agent, env, args.episodes)
+    finally:
+        env.close()
+    print(f"{cfg.task} after {state['env_step']} env steps: return {np.mean(returns):.1f} "
+          f"+- {np.std(returns):.1f} over {args.episodes} episodes")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "tasks":
+            return cmd_tasks()
+        if args.command == "train":
+            return cmd_train(args)
+        return cmd_eval(args)
+    except ConfigError as e:
+        print(f"slac: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nslac: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""One typed config. Every field is a ``slac train`` flag; its ``help`` is the flag's one line.
+
+Fields left ``None`` take the task's default (see :mod:`slac.tasks`) in :func:`resolve`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from slac.tasks import get_task
+
+
+def _f(default, help: str, **kw):  # noqa: A002 - the flag's help line
+    return field(default=default, metadata={"help": help, **kw})
+
+
+class ConfigError(ValueError):
+    """A bad user input: reported as one line, exit code 2."""
+
+
+@dataclass
+class Config:
+    task: str = _f("cheetah-run", "task to learn (see `slac tasks`)")
+    seed: int = _f(0, "random seed for networks, replay and the simulator")
+    run_dir: str | None = _f(None, "run directory (default runs/TASK-seedSEED)")
+    env_steps: int = _f(
+        1_000_000, "environment (simulator) steps to train for, random ones included"
+    )
+    random_steps: int | None = _f(
+        None, "environment steps of random collection (default: 10 episodes)"
+    )
+    pretrain_updates: int = _f(50_000, "model-only updates on the random data before acting")
+    updates_per_step: int = _f(1, "gradient updates per agent step")
+    batch_size: int = _f(256, "sequences per actor-critic batch")
+    model_batch_size: int = _f(32, "sequences of that batch used by the model loss")
+    sequence_length: int = _f(8, "steps per replayed sequence (frames = steps + 1)")
+    decoder_var: float | None = _f(None, "fixed per-pixel decoder variance (default: per task)")
+    action_repeat: int | None = _f(None, "simulator steps per agent step (default: per task)")
+    replay_capacity: int = _f(100_000, "replay capacity in agent steps")
+    eval_every: int = _f(10_000, "environment steps between evaluations")
+    eval_episodes: int = _f(10, "episodes per evaluation (stochastic policy)")
+    device: str = _f(
+        "auto", "auto takes CUDA when present", choices=("auto", "cpu", "cuda")
+    )
+    render_quality: str = _f(
+        "paper", "paper: the suite's own look; fast: no shadows or reflections",
+        choices=("paper", "fast"),
+    )
+    threads: int = _f(0, "CPU threads for torch (0: all cores)")
+    log_every: int = _f(1_000, "environment steps between train.csv rows")
+    model_lr: float = _f(1e-4, "Adam learning rate of the latent model")
+    actor_lr: float = _f(3e-4, "Adam learning rate of the actor")
+    critic_lr: float = _f(3e-4, "Adam learning rate of the critics")
+    alpha_lr: float = _f(3e-4, "Adam learning rate of the entropy temperature")
+    gamma: float = _f(0.99, "discount")
+    tau: float = _f(0.005, "EMA rate of the target critics, per update")
+    hidden: int = _f(256, "hidden units of every MLP")
+    z1_dim: int = _f(32, "size of the latent z1")
+    z2_dim: int = _f(256, "size of the latent z2")
+    feature_dim: int = _f(256, "size of the encoder's output")
+
+    def resolved(self) -> Config:
+        """A copy with task defaults filled in and every value checked."""
+        return resolve(self)
+
+
+POSITIVE = (
+    "env_steps", "pretrain_updates", "updates_per_step", "batch_size", "model_batch_size",
+    "sequence_length", "replay_capacity", "eval_every", "eval_episodes", "log_every", "hidden",
+    "z1_dim", "z2_dim", "feature_dim",
+)
+ALLOW_ZERO = ("pretrain_updates",)
+
+
+def resolve(cfg: Config) -> Config:
+    try:
+        spec = get_task(cfg.task)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    c = dataclasses.replace(cfg)
+    if c.action_repeat is None:
+        c.action_repeat = spec.action_repeat
+    if c.decoder_var is None:
+        c.decoder_var = spec.decoder_var
+    if c.random_steps is None:
+        c.random_steps = spec.random_steps
+    if c.run_dir is None:
+        c.run_dir = os.path.join("runs", f"{c.task}-seed{c.seed}")
+    for name in POSITIVE + ("action_repeat", "random_steps"):
+        value = getattr(c, name)
+        if value < 0 or (value == 0 and name not in ALLOW_ZERO):
+            kind = "non-negative" if name in ALLOW_ZERO else "positive"
+            raise ConfigError(f"--{name.replace('_', '-')} must be {kind}, got {value}")
+    if c.decoder_var <= 0:
+        raise ConfigError(f"--decoder-var must be positive, got {c.decoder_var}")
+    if c.threads < 0:
+        raise ConfigError(f"--threads must be 0 (all cores) or positive, got {c.threads}")
+    for name in ("device", "render_quality"):
+        choices = Config.__dataclass_fields__[name].metadata["choices"]
+        if getattr(c, name) not in choices:
+            raise ConfigError(f"--{name.replace('_', '-')} must be one of {', '.join(choices)}")
+    if c.model_batch_size > c.batch_size:
+        raise ConfigError(
+            f"--model-batch-size {c.model_batch_size} exceeds --batch-size {c.batch_size}; "
+            "the model loss takes its sequences from the actor-critic batch"
+        )
+    if c.batch_size > c.replay_capacity:
+        raise ConfigError(
+            f"--batch-size {c.batch_size} exceeds --replay-capacity {c.replay_capacity} agent steps"
+        )
+    random_agent_steps = -(-c.random_steps // c.action_repeat)
+    if random_agent_steps < c.sequence_length + 1:
+        raise ConfigError(
+            f"--random-steps {c.random_steps} gives {random_agent_steps} agent steps at action "
+            f"repeat {c.action_repeat}; one sequence needs at least {c.sequence_length + 1}"
+        )
+    if c.replay_capacity < c.sequence_length + 2:
+        raise ConfigError(f"--replay-capacity must hold one sequence: >= {c.sequence_length + 2}")
+    if c.random_steps > c.env_steps:
+        raise ConfigError(
+            f"--random-steps {c.random_steps} exceeds --env-steps {c.env_steps}"
+        )
+    return c
+
+
+def check_writable(run_dir: str) -> None:
+    """Fail before anything is written if ``run_dir`` cannot be created or written."""
+    p = Path(run_dir).absolute()
+    existing = p
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"run directory {run_dir!r}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"run directory {run_dir!r} is not writable ({existing})")
+
+
+def to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(d: dict) -> Config:
+    names = {f.name for f in dataclasses.fields(Config)}
+    return Config(**{k: v for k, v in d.items() if k in names})

@@ -1,0 +1,63 @@
+"""Environments that SLAC learns from: 64x64 RGB frames, actions in [-1, 1], action repeat.
+
+Every suite module returns a :class:`PixelEnv`. Steps are counted in unmodified simulator steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from slac import gl
+from slac.tasks import get_task
+
+gl.configure()  # before anything imports mujoco
+
+RENDER_QUALITIES = ("paper", "fast")
+
+
+@dataclass
+class Step:
+    obs: np.ndarray  # uint8 (3, H, W): the frame after the last repeated step
+    reward: float  # summed over the repeats actually taken
+    terminated: bool  # the episode ended in a terminal state: no bootstrapping
+    truncated: bool  # the time limit ended it: bootstrap through it
+    env_steps: int  # simulator steps taken by this agent step
+
+    @property
+    def done(self) -> bool:
+        return self.terminated or self.truncated
+
+
+class PixelEnv(Protocol):
+    action_dim: int
+    action_repeat: int
+
+    def reset(self) -> np.ndarray: ...
+    def step(self, action: np.ndarray) -> Step: ...
+    def close(self) -> None: ...
+
+
+def make(
+    task: str,
+    seed: int,
+    action_repeat: int | None = None,
+    render_quality: str = "paper",
+    size: int = 64,
+) -> PixelEnv:
+    """Build ``task`` seeded with ``seed``; ``action_repeat`` defaults to the paper's."""
+    spec = get_task(task)
+    if render_quality not in RENDER_QUALITIES:
+        raise ValueError(
+            f"unknown render quality {render_quality!r}; choose from: {', '.join(RENDER_QUALITIES)}"
+        )
+    repeat = spec.action_repeat if action_repeat is None else action_repeat
+    if repeat < 1:
+        raise ValueError(f"action repeat must be positive, got {repeat}")
+    if spec.suite == "dmc":
+        from slac.envs.dmc import DMCEnv
+
+        return DMCEnv(spec.name, seed, repeat, render_quality, size)
+    raise ValueError(f"unknown suite {spec.suite!r}")

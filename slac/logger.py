@@ -1,0 +1,121 @@
+"""One logger: CSV files, TensorBoard, and a live progress line on the console."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+TRAIN_COLUMNS = (
+    "env_step", "agent_step", "updates", "phase", "wall_time", "env_steps_per_s", "updates_per_s",
+    "model_loss", "image_nll", "kl", "reward_nll", "critic_loss", "actor_loss", "alpha_loss",
+    "alpha", "entropy", "q", "episode_return",
+)
+EVAL_COLUMNS = (
+    "env_step", "return_mean", "return_std", "return_min", "return_max", "episodes",
+    "agent_step", "updates", "wall_time",
+)
+
+
+class CSVLog:
+    """Appends rows with fixed columns; writes the header once."""
+
+    def __init__(self, path: str | os.PathLike, columns: tuple[str, ...]):
+        self.path, self.columns = Path(path), columns
+        new = not self.path.exists() or self.path.stat().st_size == 0
+        self._file = open(self.path, "a", newline="")
+        self._writer = csv.DictWriter(self._file, fieldnames=columns, extrasaction="ignore")
+        if new:
+            self._writer.writeheader()
+            self._file.flush()
+
+    def write(self, row: dict) -> None:
+        self._writer.writerow({k: _fmt(v) for k, v in row.items()})
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _fmt(v):
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return v
+
+
+def _duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    s = int(seconds)
+    h, m = divmod(s // 60, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s % 60:02d}s"
+
+
+class Progress:
+    """A status line: redrawn in place on a terminal, printed every ``every`` s otherwise."""
+
+    def __init__(self, prefix: str, stream=None, every: float = 30.0):
+        self.prefix = prefix
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.every = 0.5 if self.tty else every
+        self._last = 0.0
+        self._phase_start = time.monotonic()
+        self._phase = ""
+        self._done0 = 0
+
+    def update(self, phase: str, done: int, total: int, extra: str = "", force: bool = False):
+        now = time.monotonic()
+        if phase != self._phase:
+            self._phase, self._phase_start, self._done0 = phase, now, done
+            force = True
+        if not force and now - self._last < self.every:
+            return
+        self._last = now
+        elapsed = now - self._phase_start
+        rate = (done - self._done0) / elapsed if elapsed > 0 else 0.0
+        eta = (total - done) / rate if rate > 0 else float("inf")
+        line = (f"{self.prefix} {phase} {done}/{total} ({100 * done / max(total, 1):.0f}%) "
+                f"{rate:.2f}/s ETA {_duration(eta)}" + (f" | {extra}" if extra else ""))
+        if self.tty:
+            self.stream.write("\r\033[K" + line)
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def message(self, text: str) -> None:
+        self.stream.write(("\r\033[K" if self.tty else "") + f"{self.prefix} {text}\n")
+        self.stream.flush()
+
+
+class Logger:
+    """train.csv, eval.csv and TensorBoard events under ``run_dir``."""
+
+    def __init__(self, run_dir: str | os.PathLike):
+        from torch.utils.tensorboard import SummaryWriter
+
+        run_dir = Path(run_dir)
+        self.train = CSVLog(run_dir / "train.csv", TRAIN_COLUMNS)
+        self.eval = CSVLog(run_dir / "eval.csv", EVAL_COLUMNS)
+        self.tb = SummaryWriter(str(run_dir / "tb"))
+
+    def log_train(self, row: dict) -> None:
+        self.train.write(row)
+        step = row["env_step"]
+        for k, v in row.items():
+            if k not in ("env_step", "phase") and isinstance(v, (int, float)):
+                self.tb.add_scalar(f"train/{k}", v, step)
+
+    def log_eval(self, row: dict) -> None:
+        self.eval.write(row)
+        for k in ("return_mean", "return_std"):
+            self.tb.add_scalar(f"eval/{k}", row[k], row["env_step"])
+        self.tb.flush()
+
+    def close(self) -> None:
+        self.train.close()
+        self.eval.close()
+        self.tb.close()

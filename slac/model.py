@@ -1,0 +1,132 @@
+"""The sequential latent variable model of SLAC (Section 5, Appendix B) and its loss, Eq. (7).
+
+Generative model p:   z1_1 ~ N(0, I)                z2_1 ~ p(z2_1 | z1_1)
+                      z1_t+1 ~ p(z1 | z2_t, a_t)     z2_t+1 ~ p(z2 | z1_t+1, z2_t, a_t)
+                      x_t ~ N(decoder(z_t), sigma^2)  r_t ~ p(r | z_t, a_t, z_t+1)
+Inference model q:    z1_1 ~ q(z1 | x_1)             z1_t+1 ~ q(z1 | x_t+1, z2_t, a_t)
+                      z2 from the same networks as p, so the KL is over z1 alone.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from slac.networks import Decoder, Encoder, Gaussian
+
+
+@dataclass
+class Filtered:
+    """Reparameterised samples of the filtering posterior and the z1 distributions of q and p."""
+
+    z1: torch.Tensor  # (B, T, z1)
+    z2: torch.Tensor  # (B, T, z2)
+    q_mean: torch.Tensor
+    q_std: torch.Tensor
+    p_mean: torch.Tensor
+    p_std: torch.Tensor
+
+    @property
+    def z(self) -> torch.Tensor:
+        return torch.cat([self.z1, self.z2], -1)
+
+
+def gaussian_kl(mq: torch.Tensor, sq: torch.Tensor, mp: torch.Tensor, sp: torch.Tensor):
+    """KL(N(mq, sq^2) || N(mp, sp^2)), summed over the last dimension (analytic)."""
+    return (sp.log() - sq.log() + (sq**2 + (mq - mp) ** 2) / (2 * sp**2) - 0.5).sum(-1)
+
+
+def gaussian_nll(x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor | float) -> torch.Tensor:
+    """-log N(x; mean, var) element-wise."""
+    var = torch.as_tensor(var, dtype=mean.dtype, device=mean.device)
+    return 0.5 * ((x - mean) ** 2 / var + var.log() + math.log(2 * math.pi))
+
+
+class LatentModel(nn.Module):
+    def __init__(self, action_dim: int, z1_dim: int = 32, z2_dim: int = 256,
+                 feature_dim: int = 256, hidden: int = 256, decoder_var: float = 0.1):
+        super().__init__()
+        self.z1_dim, self.z2_dim, self.decoder_var = z1_dim, z2_dim, decoder_var
+        z_dim, a = z1_dim + z2_dim, action_dim
+        self.encoder = Encoder(feature_dim)
+        self.decoder = Decoder(z_dim)
+        # p(z2_1 | z1_1), p(z1_t+1 | z2_t, a_t), p(z2_t+1 | z1_t+1, z2_t, a_t)
+        self.z2_prior_init = Gaussian(z1_dim, z2_dim, hidden)
+        self.z1_prior = Gaussian(z2_dim + a, z1_dim, hidden)
+        self.z2_prior = Gaussian(z1_dim + z2_dim + a, z2_dim, hidden)
+        # q(z1_1 | x_1), q(z1_t+1 | x_t+1, z2_t, a_t)
+        self.z1_posterior_init = Gaussian(feature_dim, z1_dim, hidden)
+        self.z1_posterior = Gaussian(feature_dim + z2_dim + a, z1_dim, hidden)
+        # p(r_t | z_t, a_t, z_t+1)
+        self.reward = Gaussian(2 * z_dim + a, 1, hidden)
+
+    def filter(
+        self, features: torch.Tensor, actions: torch.Tensor, first: torch.Tensor
+    ) -> Filtered:
+        """Sample z_{1:T} ~ q(z_{1:T} | x_{1:T}, a_{1:T-1}), restarting where ``first`` is set.
+
+        features (B, T, F), actions (B, T-1, A), first (B, T) with first[:, 0] all True.
+        Both branches are computed for the whole batch and selected, so no step syncs the host.
+        """
+        B, T, _ = features.shape
+        zeros = features.new_zeros(B, self.z1_dim)
+        ones = torch.ones_like(zeros)
+        z1s, z2s, qm, qs, pm, ps = [], [], [], [], [], []
+        for t in range(T):
+            q_mean, q_std = self.z1_posterior_init(features[:, t])
+            p_mean, p_std = zeros, ones
+            if t > 0:
+                z2_prev, a_prev = z2s[-1], actions[:, t - 1]
+                restart = first[:, t, None]
+                sq_mean, sq_std = self.z1_posterior(features[:, t], z2_prev, a_prev)
+                sp_mean, sp_std = self.z1_prior(z2_prev, a_prev)
+                q_mean = torch.where(restart, q_mean, sq_mean)
+                q_std = torch.where(restart, q_std, sq_std)
+                p_mean = torch.where(restart, p_mean, sp_mean)
+                p_std = torch.where(restart, p_std, sp_std)
+            z1 = q_mean + q_std * torch.randn_like(q_mean)
+            m2, s2 = self.z2_prior_init(z1)
+            if t > 0:
+                sm2, ss2 = self.z2_prior(z1, z2_prev, a_prev)
+                m2, s2 = torch.where(restart, m2, sm2), torch.where(restart, s2, ss2)
+            z2 = m2 + s2 * torch.randn_like(m2)
+            values = (z1, z2, q_mean, q_std, p_mean, p_std)
+            for lst, v in zip((z1s, z2s, qm, qs, pm, ps), values, strict=True):
+                lst.append(v)
+        stack = [torch.stack(v, 1) for v in (z1s, z2s, qm, qs, pm, ps)]
+        return Filtered(*stack)
+
+    def loss(
+        self,
+        frames: torch.Tensor,
+        actions: torch.Tensor,
+        rewards: torch.Tensor,
+        valid: torch.Tensor,
+        post: Filtered,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Eq. (7) plus the reward log-likelihood, summed over time, averaged over sequences.
+
+        Frames before the newest episode start in a sequence are masked out, and so is the
+        transition that crosses into it.
+        """
+        z = post.z
+        target = frames.permute(0, 1, 4, 2, 3).float().div(255.0)  # (B, T, 3, H, W)
+        image_nll = gaussian_nll(target, self.decoder(z), self.decoder_var).sum((-3, -2, -1))
+        kl = gaussian_kl(post.q_mean, post.q_std, post.p_mean, post.p_std)
+        r_mean, r_std = self.reward(z[:, :-1], actions, z[:, 1:])
+        reward_nll = gaussian_nll(rewards, r_mean.squeeze(-1), r_std.squeeze(-1) ** 2)
+        m, m_r = valid.float(), valid[:, :-1].float()
+        image_term = (image_nll * m).sum(1).mean()
+        kl_term = (kl * m).sum(1).mean()
+        reward_term = (reward_nll * m_r).sum(1).mean()
+        loss = image_term + kl_term + reward_term  # Eq. (7) + reward model
+        stats = {
+            "model_loss": loss.detach(),
+            "image_nll": image_term.detach(),
+            "kl": kl_term.detach(),
+            "reward_nll": reward_term.detach(),
+        }
+        return loss, stats

@@ -1,0 +1,128 @@
+"""Network pieces of SLAC (Appendix B): encoder, decoder, Gaussian MLPs, actor and critics."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LEAK = 0.2
+
+
+def mlp(inp: int, out: int, hidden: int, act: type[nn.Module] = nn.LeakyReLU) -> nn.Sequential:
+    """Two hidden layers of ``hidden`` units, then a linear output."""
+    a = (lambda: nn.LeakyReLU(LEAK)) if act is nn.LeakyReLU else act
+    return nn.Sequential(
+        nn.Linear(inp, hidden), a(), nn.Linear(hidden, hidden), a(), nn.Linear(hidden, out)
+    )
+
+
+def _clip_grad(x: torch.Tensor, bound: float = 10.0) -> torch.Tensor:
+    # Appendix B: the pre-softplus std is gradient-clipped element-wise to [-10, 10].
+    if x.requires_grad:
+        x.register_hook(lambda g: g.clamp(-bound, bound))
+    return x
+
+
+class Gaussian(nn.Module):
+    """MLP -> diagonal Gaussian: mean linear, std = softplus(.) (Appendix B's Gaussian layer)."""
+
+    def __init__(self, inp: int, out: int, hidden: int):
+        super().__init__()
+        self.net = mlp(inp, 2 * out, hidden)
+
+    def forward(self, *xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.net(torch.cat(xs, -1) if len(xs) > 1 else xs[0])
+        mean, pre_std = h.chunk(2, -1)
+        return mean, F.softplus(_clip_grad(pre_std)) + 1e-5
+
+
+class Encoder(nn.Module):
+    """64x64x3 -> 256: convs 32 5x5, 64 3x3, 128 3x3, 256 3x3 (stride 2), 256 4x4 (valid)."""
+
+    def __init__(self, out: int = 256):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(3, 32, 5, 2, 2), nn.LeakyReLU(LEAK),
+            nn.Conv2d(32, 64, 3, 2, 1), nn.LeakyReLU(LEAK),
+            nn.Conv2d(64, 128, 3, 2, 1), nn.LeakyReLU(LEAK),
+            nn.Conv2d(128, 256, 3, 2, 1), nn.LeakyReLU(LEAK),
+            nn.Conv2d(256, out, 4, 1, 0), nn.LeakyReLU(LEAK),
+        )
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 frames (..., H, W, 3) -> features (..., out)."""
+        lead = frames.shape[:-3]
+        x = frames.reshape(-1, *frames.shape[-3:]).permute(0, 3, 1, 2)  # channels-last view
+        x = x.float().div_(255.0)
+        return self.net(x).reshape(*lead, -1)
+
+
+class Decoder(nn.Module):
+    """z -> mean image: transposed convs 256 4x4 (valid), 128 3x3, 64 3x3, 32 3x3, 3 5x5."""
+
+    def __init__(self, inp: int):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.ConvTranspose2d(inp, 256, 4, 1, 0), nn.LeakyReLU(LEAK),
+            nn.ConvTranspose2d(256, 128, 3, 2, 1, 1), nn.LeakyReLU(LEAK),
+            nn.ConvTranspose2d(128, 64, 3, 2, 1, 1), nn.LeakyReLU(LEAK),
+            nn.ConvTranspose2d(64, 32, 3, 2, 1, 1), nn.LeakyReLU(LEAK),
+            nn.ConvTranspose2d(32, 3, 5, 2, 2, 1),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """z (..., inp) -> mean image (..., 3, 64, 64) in [0, 1] units."""
+        lead = z.shape[:-1]
+        x = self.net(z.reshape(-1, z.shape[-1], 1, 1))
+        return x.reshape(*lead, *x.shape[1:])
+
+
+def tanh_gaussian_log_prob(u: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """log pi(tanh(u)) for u ~ N(mean, std): Gaussian log density minus log|d tanh/du|."""
+    normal = -0.5 * ((u - mean) / std) ** 2 - std.log() - 0.5 * math.log(2 * math.pi)
+    log_det = 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))  # log(1 - tanh(u)^2), stably
+    return (normal - log_det).sum(-1)
+
+
+class Actor(nn.Module):
+    """pi(a_t | x_{t-L+1:t}, a_{t-L+1:t-1}): encoded frames and past actions -> tanh Gaussian."""
+
+    def __init__(self, feature_dim: int, action_dim: int, history: int, hidden: int,
+                 std_scale: float = 1.0):
+        super().__init__()
+        self.history = history
+        self.std_scale = std_scale
+        self.net = mlp(history * feature_dim + (history - 1) * action_dim, 2 * action_dim, hidden,
+                       act=nn.ReLU)
+
+    def forward(
+        self, features: torch.Tensor, actions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """features (B, L, F), actions (B, L-1, A) -> pre-tanh mean and std."""
+        h = torch.cat([features.flatten(1), actions.flatten(1)], -1)
+        mean, log_std = self.net(h).chunk(2, -1)
+        return mean, log_std.clamp(-20.0, 2.0).exp() * self.std_scale
+
+    def sample(
+        self, features: torch.Tensor, actions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A reparameterised action in [-1, 1] and its log-probability."""
+        mean, std = self(features, actions)
+        u = mean + std * torch.randn_like(mean)
+        return torch.tanh(u), tanh_gaussian_log_prob(u, mean, std)
+
+
+class Critic(nn.Module):
+    """Twin soft Q-functions Q_i(z, a), each an MLP 2x256."""
+
+    def __init__(self, latent_dim: int, action_dim: int, hidden: int):
+        super().__init__()
+        self.q1 = mlp(latent_dim + action_dim, 1, hidden, act=nn.ReLU)
+        self.q2 = mlp(latent_dim + action_dim, 1, hidden, act=nn.ReLU)
+
+    def forward(self, z: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        za = torch.cat([z, a], -1)
+        return self.q1(za).squeeze(-1), self.q2(za).squeeze(-1)

@@ -100,6 +100,16 @@ class SLACAgent:
         stats.update(self.update_actor_critic(features_ac, z_ac, b))
         return stats
 
+    @torch.no_grad()
+    def td_target(self, z_next: torch.Tensor, h_next: tuple[torch.Tensor, torch.Tensor],
+                  reward: torch.Tensor, terminal: torch.Tensor) -> torch.Tensor:
+        """r + gamma V(z'), with V from the target critics (Eq. 9); no bootstrap at termination
+        (a time limit is not a termination, so it bootstraps)."""
+        a_next, logp_next = self.actor.sample(*h_next)
+        q1_t, q2_t = self.critic_target(z_next, a_next)
+        v_next = torch.min(q1_t, q2_t) - self.alpha * logp_next  # Eq. (9)
+        return reward + self.cfg.gamma * (1.0 - terminal) * v_next
+
     def update_actor_critic(self, features: torch.Tensor, z: torch.Tensor, b: Batch):
         """Eq. (8)-(10) and the temperature, on detached encoder features and latents."""
         feats, acts = actor_history(features, b.actions, b.first, b.valid)
@@ -107,11 +117,7 @@ class SLACAgent:
         z_t, z_next = z[:, -2], z[:, -1]
         a_t, r_t, done = b.actions[:, -1], b.rewards[:, -1], b.terminals[:, -1]
         alpha = self.alpha
-        with torch.no_grad():
-            a_next, logp_next = self.actor.sample(*h_next)
-            q1_t, q2_t = self.critic_target(z_next, a_next)
-            v_next = torch.min(q1_t, q2_t) - alpha * logp_next  # Eq. (9)
-            target = r_t + self.cfg.gamma * (1.0 - done) * v_next
+        target = self.td_target(z_next, h_next, r_t, done)
         q1, q2 = self.critic(z_t, a_t)
         critic_loss = 0.5 * (F.mse_loss(q1, target) + F.mse_loss(q2, target))  # Eq. (8)
         self.critic_opt.zero_grad(set_to_none=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -134,8 +135,10 @@ def check_writable(run_dir: str) -> None:
         existing = existing.parent
     if not existing.is_dir():
         raise ConfigError(f"run directory {run_dir!r}: {existing} is not a directory")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"run directory {run_dir!r} is not writable ({existing})")
+    try:  # a real probe: permission bits do not tell root, read-only mounts or full disks
+        os.rmdir(tempfile.mkdtemp(prefix=".slac-probe-", dir=existing))
+    except OSError as e:
+        raise ConfigError(f"run directory {run_dir!r} is not writable: {e.strerror}") from None
 
 
 def to_dict(cfg: Config) -> dict:

@@ -1,0 +1,131 @@
+"""Gradient isolation, the one-batch schedule, and the actor's history at episode starts."""
+
+import copy
+
+import numpy as np
+import torch
+
+from slac.agent import PolicyHistory, SLACAgent, actor_history
+from slac.replay import Replay
+
+
+def make_batch(cfg, action_dim=1, seed=0):
+    rng = np.random.default_rng(seed)
+    r = Replay(200, action_dim, seed=seed)
+    for length in (7, 12, 9, 30):
+        r.start_episode(rng.integers(0, 256, (3, 64, 64), dtype=np.uint8))
+        for _ in range(length):
+            r.add(rng.uniform(-1, 1, action_dim).astype(np.float32), float(rng.normal()),
+                  rng.integers(0, 256, (3, 64, 64), dtype=np.uint8), False)
+    return r.sample(cfg.batch_size, cfg.sequence_length)
+
+
+def params(module):
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def same(a, b):
+    return all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def test_actor_critic_step_leaves_model_unchanged(small_cfg):
+    agent = SLACAgent(small_cfg, 1, torch.device("cpu"))
+    b = make_batch(small_cfg)
+    with torch.no_grad():
+        feats = agent.model.encoder(b.frames)
+        z = agent.model.filter(feats, b.actions, b.first).z
+    model_before, actor_before = params(agent.model), params(agent.actor)
+    critic_before = params(agent.critic)
+    agent.update_actor_critic(feats, z, b)
+    assert same(model_before, params(agent.model)), "actor/critic losses changed the model"
+    assert not same(actor_before, params(agent.actor))
+    assert not same(critic_before, params(agent.critic))
+
+
+def test_actor_loss_gradient_does_not_reach_encoder_or_critic(small_cfg):
+    agent = SLACAgent(small_cfg, 1, torch.device("cpu"))
+    b = make_batch(small_cfg)
+    feats = agent.model.encoder(b.frames)  # with a graph: isolation must come from the agent
+    z = agent.model.filter(feats, b.actions, b.first).z
+    agent.model.zero_grad(set_to_none=True)
+    agent.update_actor_critic(feats.detach(), z.detach(), b)
+    assert all(p.grad is None for p in agent.model.parameters())
+
+
+def test_full_update_uses_parameters_from_before_the_update(small_cfg):
+    """Features and latents of all B sequences come from the pre-update model (released code)."""
+    agent = SLACAgent(small_cfg, 1, torch.device("cpu"))
+    before = copy.deepcopy(agent)
+    b = make_batch(small_cfg)
+    seen = {}
+    original = agent.update_actor_critic
+
+    def spy(features, z, batch):
+        seen["features"], seen["z"] = features.clone(), z.clone()
+        return original(features, z, batch)
+
+    agent.update_actor_critic = spy
+    torch.manual_seed(7)
+    stats = agent.update(b)
+    assert set(stats) >= {"model_loss", "critic_loss", "actor_loss", "alpha", "entropy"}
+    assert not same(params(before.model), params(agent.model))
+
+    mb = small_cfg.model_batch_size
+    torch.manual_seed(7)  # the same random draws, in the same order
+    with torch.no_grad():
+        f_head = before.model.encoder(b.frames[:mb])
+        z_head = before.model.filter(f_head, b.actions[:mb], b.first[:mb]).z
+        f_tail = before.model.encoder(b.frames[mb:])
+        z_tail = before.model.filter(f_tail, b.actions[mb:], b.first[mb:]).z
+    torch.testing.assert_close(seen["features"], torch.cat([f_head, f_tail]))
+    torch.testing.assert_close(seen["z"], torch.cat([z_head, z_tail]))
+    assert seen["features"].shape[0] == small_cfg.batch_size
+
+
+def test_model_update_changes_only_the_model(small_cfg):
+    agent = SLACAgent(small_cfg, 1, torch.device("cpu"))
+    b = make_batch(small_cfg)
+    actor_before, critic_before = params(agent.actor), params(agent.critic)
+    model_before = params(agent.model)
+    agent.update_model(b)
+    assert same(actor_before, params(agent.actor)) and same(critic_before, params(agent.critic))
+    assert not same(model_before, params(agent.model))
+
+
+def test_actor_history_masks_before_the_episode_start():
+    feats = torch.arange(5, dtype=torch.float32).view(1, 5, 1).repeat(1, 1, 3)
+    actions = torch.ones(1, 4, 2)
+    first = torch.tensor([[True, False, True, False, False]])
+    valid = torch.tensor([[False, False, True, True, True]])
+    f, a = actor_history(feats, actions, first, valid)
+    assert f[0, :, 0].tolist() == [2, 2, 2, 3, 4]  # earlier frames become the first frame
+    assert a[0, :, 0].tolist() == [0, 0, 1, 1]  # earlier actions become zero
+
+
+def test_policy_history_at_reset_matches_training_mask():
+    h = PolicyHistory(4, 2)
+    x0 = np.full((3, 64, 64), 9, np.uint8)
+    h.reset(x0)
+    assert h.frames.shape == (4, 64, 64, 3) and np.all(h.frames == 9)
+    assert h.actions.shape == (3, 2) and np.all(h.actions == 0)
+    h.push(np.ones(2, np.float32), np.full((3, 64, 64), 5, np.uint8))
+    assert np.all(h.frames[-1] == 5) and np.all(h.frames[:-1] == 9)
+    assert np.all(h.actions[-1] == 1) and np.all(h.actions[:-1] == 0)
+
+
+def test_td_target_bootstraps_through_truncation_not_termination(small_cfg):
+    agent = SLACAgent(small_cfg, 1, torch.device("cpu"))
+    B, L = 5, small_cfg.sequence_length
+    z = torch.randn(B, small_cfg.z1_dim + small_cfg.z2_dim)
+    h = (torch.randn(B, L, small_cfg.feature_dim), torch.rand(B, L - 1, 1))
+    r = torch.randn(B)
+    terminal = torch.tensor([1.0, 0.0, 1.0, 0.0, 0.0])
+    torch.manual_seed(3)
+    got = agent.td_target(z, h, r, terminal)
+    torch.manual_seed(3)
+    with torch.no_grad():
+        a, logp = agent.actor.sample(*h)
+        q = torch.min(*agent.critic_target(z, a)) - agent.alpha * logp
+    want = r + small_cfg.gamma * q
+    assert torch.equal(got[terminal == 1], r[terminal == 1])  # terminated: reward alone
+    torch.testing.assert_close(got[terminal == 0], want[terminal == 0])  # truncated or not done

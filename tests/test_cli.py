@@ -1,0 +1,105 @@
+"""The command line, end to end in subprocesses, and its errors for bad input."""
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SLAC = [sys.executable, "-m", "slac.cli"]
+TINY = ["--task", "cartpole-swingup", "--env-steps", "800", "--random-steps", "400",
+        "--pretrain-updates", "3", "--batch-size", "8", "--model-batch-size", "4",
+        "--eval-every", "400", "--eval-episodes", "1", "--threads", "1"]
+
+
+def run(*args, timeout=600):
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
+    return subprocess.run([*SLAC, *args], capture_output=True, text=True, timeout=timeout,
+                          env=env)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("cli") / "run"
+    done = run("train", "--run-dir", str(run_dir), *TINY)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return run_dir
+
+
+def test_train_writes_run_directory(trained):
+    for name in ("config.json", "eval.csv", "train.csv", "agent.pt"):
+        assert (trained / name).exists(), name
+    assert any((trained / "tb").iterdir())
+    rows = list(csv.DictReader(open(trained / "eval.csv")))
+    assert [int(r["env_step"]) for r in rows] == [400, 800]
+    assert {"env_step", "return_mean", "return_std"} <= set(rows[0])
+    train_rows = list(csv.DictReader(open(trained / "train.csv")))
+    assert {r["phase"] for r in train_rows} == {"pretrain", "train"}
+    last = train_rows[-1]
+    for key in ("model_loss", "critic_loss", "actor_loss", "alpha", "entropy", "updates_per_s"):
+        assert last[key] != "", key
+
+
+def test_eval_command(trained):
+    done = run("eval", "--run-dir", str(trained), "--episodes", "1")
+    assert done.returncode == 0, done.stderr
+    assert "return" in done.stdout and "800 env steps" in done.stdout
+
+
+def test_tasks_command():
+    done = run("tasks")
+    assert done.returncode == 0
+    assert "cheetah-run" in done.stdout and "ball_in_cup-catch" in done.stdout
+
+
+def test_help_documents_every_flag_on_one_line():
+    import dataclasses
+
+    from slac.config import Config
+
+    out = run("train", "--help").stdout
+    for f in dataclasses.fields(Config):
+        flag = "--" + f.name.replace("_", "-")
+        lines = [ln for ln in out.splitlines() if ln.strip().startswith(flag + " ")]
+        assert len(lines) == 1 and len(lines[0].split(flag, 1)[1].split()) > 2, flag
+
+
+BAD = [
+    (["--task", "cheetah-fly"], "unknown task 'cheetah-fly'; choose from: cheetah-run"),
+    (["--env-steps", "0"], "--env-steps must be positive"),
+    (["--env-steps", "-5"], "--env-steps must be positive"),
+    (["--batch-size", "512", "--replay-capacity", "100"], "exceeds --replay-capacity"),
+    (["--model-batch-size", "64", "--batch-size", "32"], "exceeds --batch-size"),
+    (["--random-steps", "8"], "one sequence needs at least 9"),
+    (["--device", "tpu"], "invalid choice: 'tpu'"),
+    (["--decoder-var", "-1"], "--decoder-var must be positive"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD)
+def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, args, message):
+    run_dir = tmp_path / "run"
+    done = run("train", "--run-dir", str(run_dir), *args)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("slac: error:"), done.stderr
+    assert message in lines[0]
+    assert "Traceback" not in done.stderr
+    assert not run_dir.exists()
+
+
+def test_unwritable_run_dir(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for bad in (blocker / "run", Path("/proc/slac-run")):
+        done = run("train", "--run-dir", str(bad), *TINY)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.count("\n") == 1 and "run directory" in done.stderr
+    assert blocker.read_text() == "x"
+
+
+def test_eval_without_agent(tmp_path):
+    done = run("eval", "--run-dir", str(tmp_path))
+    assert done.returncode == 2 and "no saved agent" in done.stderr

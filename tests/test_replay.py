@@ -1,0 +1,105 @@
+"""Replay: storage per step, sequences across episode starts, masks."""
+
+import numpy as np
+import pytest
+import torch
+
+from slac.replay import Replay, episode_masks
+
+
+def frame(value: int) -> np.ndarray:
+    return np.full((3, 64, 64), value % 256, dtype=np.uint8)
+
+
+def fill(replay: Replay, episode_lengths: list[int], action_dim: int = 2) -> None:
+    """Episodes whose frames count up: frame value = global frame index."""
+    k = 0
+    for length in episode_lengths:
+        replay.start_episode(frame(k))
+        k += 1
+        for t in range(length):
+            replay.add(np.full(action_dim, k, np.float32), float(k), frame(k), t == length - 1)
+            k += 1
+
+
+def test_memory_per_agent_step_under_13kb():
+    r = Replay(capacity=1000, action_dim=6)
+    assert r.nbytes() / 1000 <= 13_000
+    assert r.frames.dtype == np.uint8 and r.frames.shape[1:] == (64, 64, 3)
+
+
+def test_every_frame_is_stored_once():
+    r = Replay(capacity=100, action_dim=2)
+    fill(r, [10, 10])
+    assert len(r) == 22  # 2 x (10 transitions + 1 first frame)
+
+
+def test_episode_masks():
+    first = torch.tensor([[False, False, False, True, False], [False] * 5])
+    f, valid = episode_masks(first)
+    assert f[:, 0].all()
+    assert valid.tolist() == [[False, False, False, True, True], [True] * 5]
+
+
+def test_sequences_cross_episode_starts_with_masks():
+    r = Replay(capacity=500, action_dim=2, seed=3)
+    fill(r, [5, 5, 5, 5, 5, 5])
+    b = r.sample(512, 4)
+    assert b.frames.shape == (512, 5, 64, 64, 3)
+    assert b.actions.shape == (512, 4, 2) and b.rewards.shape == (512, 4)
+    crossing = b.first[:, 1:].any(1)
+    assert crossing.any(), "some sequences must cross an episode start"
+    for i in range(512):
+        vals = b.frames[i, :, 0, 0, 0].long()
+        first, valid = b.first[i], b.valid[i]
+        assert first[0]
+        assert not first[-1], "the critic's transition must be real"
+        # consecutive frames in storage order
+        assert torch.all(vals[1:] - vals[:-1] == 1)
+        # valid marks exactly the frames at or after the newest start
+        starts = torch.nonzero(first).flatten()
+        assert valid.tolist() == (torch.arange(5) >= starts.max()).tolist()
+        # a transition's reward and action belong to the frame it leads to; none crosses
+        for t in range(4):
+            expected = 0.0 if first[t + 1] else float(vals[t + 1])
+            assert b.rewards[i, t] == expected and torch.all(b.actions[i, t] == expected)
+        assert b.rewards[i, -1] == vals[-1]
+
+
+def test_transition_into_a_new_episode_has_no_action():
+    r = Replay(capacity=100, action_dim=2)
+    fill(r, [3, 3])
+    # slot 3 is episode 1's last frame; slot 4 is episode 2's first
+    assert not r.has_action[3] and r.first[4]
+    assert np.all(r.actions[3] == 0)
+
+
+def test_last_transition_is_never_an_episode_boundary():
+    r = Replay(capacity=200, action_dim=1, seed=0)
+    fill(r, [2, 2, 2, 2, 2, 2, 2, 2], action_dim=1)
+    b = r.sample(400, 2)
+    assert not b.first[:, -1].any()
+    # the frame before the last is never an episode's final frame (it has an action)
+    assert torch.all(b.rewards[:, -1] > 0)
+
+
+def test_ring_buffer_overwrites_oldest():
+    r = Replay(capacity=20, action_dim=2)
+    fill(r, [50])
+    assert len(r) == 21
+    b = r.sample(64, 8)
+    oldest = 51 - 21
+    assert b.frames[:, :, 0, 0, 0].min() >= oldest
+
+
+def test_sample_needs_a_sequence():
+    r = Replay(capacity=20, action_dim=2)
+    fill(r, [3])
+    with pytest.raises(ValueError):
+        r.sample(4, 8)
+
+
+def test_add_before_start_episode_is_an_error():
+    r = Replay(capacity=20, action_dim=2)
+    with pytest.raises(RuntimeError):
+        r.add(np.zeros(2), 0.0, frame(0), False)

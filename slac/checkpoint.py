@@ -1,37 +1,132 @@
-"""Saving and loading an agent: atomic writes (temporary file, fsync, rename)."""
+"""Crash-safe checkpoints: atomic writes (temporary file, fsync, rename) with a checksum.
+
+A checkpoint file is ``MAGIC``, the SHA-256 of the payload in hex, a newline, then the payload
+(``torch.save`` bytes). Loading verifies the checksum; a damaged newest checkpoint is skipped
+with a warning in favour of the one before it. The newest ``KEEP`` checkpoints are kept.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
+import re
+import warnings
 from pathlib import Path
 
 import torch
 
 AGENT_FILE = "agent.pt"
+CHECKPOINT_DIR = "checkpoints"
+MAGIC = b"SLACCKPT1\n"
+KEEP = 2
+_NAME = re.compile(r"^ckpt-(\d+)\.pt$")
 
 
-def atomic_save(obj, path: str | os.PathLike) -> None:
-    """Write ``obj`` with ``torch.save`` so that ``path`` is either the old or the new file."""
+class CorruptCheckpoint(ValueError):
+    pass
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(data: bytes, path: str | os.PathLike, chunk: int = 1 << 24) -> None:
+    """``path`` holds either its old content or all of ``data``, whenever the process dies."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
-        torch.save(obj, f)
+        for i in range(0, len(data), chunk):
+            f.write(data[i:i + chunk])
+            _fault_point("checkpoint-write")
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    _fsync_dir(path.parent)
+
+
+def dumps(obj) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    payload = buf.getvalue()
+    return MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload
+
+
+def loads(data: bytes, device: torch.device | str = "cpu"):
+    header = len(MAGIC) + 65
+    if not data.startswith(MAGIC) or len(data) < header:
+        raise CorruptCheckpoint("not a slac checkpoint, or truncated")
+    digest, payload = data[len(MAGIC):header - 1].decode(), data[header:]
+    if hashlib.sha256(payload).hexdigest() != digest:
+        raise CorruptCheckpoint("checksum mismatch")
+    return torch.load(io.BytesIO(payload), map_location=device, weights_only=False)
+
+
+def atomic_save(obj, path: str | os.PathLike) -> None:
+    atomic_write_bytes(dumps(obj), path)
+
+
+def load(path: str | os.PathLike, device: torch.device | str = "cpu"):
+    return loads(Path(path).read_bytes(), device)
+
+
+def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
+    """Checkpoint files of a run, newest first."""
+    d = Path(run_dir) / CHECKPOINT_DIR
+    if not d.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in d.iterdir() if (m := _NAME.match(p.name))]
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+def save_checkpoint(run_dir: str | os.PathLike, state: dict, index: int) -> Path:
+    d = Path(run_dir) / CHECKPOINT_DIR
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / f"ckpt-{index:012d}.pt"
+    atomic_save(state, path)
+    for old in list_checkpoints(run_dir)[KEEP:]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def load_latest(run_dir: str | os.PathLike, device: torch.device | str = "cpu"):
+    """The newest checkpoint that loads, or None; a damaged newer one is reported and skipped."""
+    for path in list_checkpoints(run_dir):
+        try:
+            return load(path, device)
+        except (CorruptCheckpoint, OSError, RuntimeError, EOFError) as e:
+            warnings.warn(f"checkpoint {path} is damaged ({e}); falling back to an older one",
+                          stacklevel=2)
+    return None
 
 
 def save_agent(run_dir: str | os.PathLike, agent, extra: dict) -> None:
+    """The trained agent alone (for ``slac eval`` and ``slac viz``), atomically."""
     atomic_save({"agent": agent.state_dict(), **extra}, Path(run_dir) / AGENT_FILE)
 
 
-def load_agent_state(run_dir: str | os.PathLike, device: torch.device) -> dict:
+def load_agent_state(run_dir: str | os.PathLike, device: torch.device | str = "cpu") -> dict:
     path = Path(run_dir) / AGENT_FILE
     if not path.exists():
         raise FileNotFoundError(f"{run_dir}: no saved agent ({AGENT_FILE}); train first")
-    return torch.load(path, map_location=device, weights_only=False)
+    return load(path, device)
+
+
+def _fault_point(name: str) -> None:
+    """Testing aid: ``SLAC_FAULT=checkpoint-write:N`` SIGKILLs this process at the N-th time it
+    passes ``name``, so tests can kill a real run inside a checkpoint write."""
+    spec = os.environ.get("SLAC_FAULT")
+    if not spec or not spec.startswith(name + ":"):
+        return
+    _fault_counts[name] = _fault_counts.get(name, 0) + 1
+    if _fault_counts[name] == int(spec.split(":")[1]):
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+_fault_counts: dict[str, int] = {}

@@ -11,7 +11,7 @@ import sys
 import types
 import typing
 
-from slac.config import Config, ConfigError, check_writable, resolve
+from slac.config import Config, ConfigError, check_writable, differences, from_dict, resolve
 from slac.tasks import TASKS
 
 
@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Train SLAC. Defaults are the paper's protocol.",
                            formatter_class=_one_line_help)
     add_config_flags(train)
+    train.add_argument("--override", action="store_true",
+                       help="resume even if flags change the run's settings (listed otherwise)")
     ev = sub.add_parser("eval", help="evaluate the agent saved in a run directory")
     ev.add_argument("--run-dir", required=True, help="run directory holding agent.pt")
     ev.add_argument("--episodes", type=int, default=10, help="evaluation episodes [10]")
@@ -72,17 +74,25 @@ def cmd_tasks() -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    values = {k: v for k, v in vars(args).items() if k != "command"}
-    cfg = resolve(Config(**values))
+    given = {k: v for k, v in vars(args).items() if k not in ("command", "override")}
+    cfg = resolve(Config(**given))
     check_writable(cfg.run_dir)
     from slac import checkpoint
 
-    if (checkpoint.Path(cfg.run_dir) / checkpoint.AGENT_FILE).exists():
-        raise ConfigError(f"{cfg.run_dir} already holds a trained run; choose another --run-dir")
+    resume = None
+    if checkpoint.list_checkpoints(cfg.run_dir):
+        resume = checkpoint.load_latest(cfg.run_dir)
+        if resume is None:
+            raise ConfigError(f"{cfg.run_dir}: every checkpoint is damaged; use a new --run-dir")
+        stored = from_dict(resume["config"])
+        diffs = differences(stored, given)
+        if diffs and not args.override:
+            raise ConfigError(f"{cfg.run_dir} holds a run with other settings: {'; '.join(diffs)}."
+                              " Rerun without them to resume, or add --override")
+        cfg = resolve(dataclasses.replace(stored, **given))
     from slac.train import Trainer
 
-    Trainer(cfg).run()
-    return 0
+    return Trainer(cfg, resume).run()
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -92,7 +102,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from slac import checkpoint, envs
     from slac.agent import SLACAgent
-    from slac.config import from_dict
     from slac.evaluate import evaluate
     from slac.train import resolve_device
 

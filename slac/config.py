@@ -52,6 +52,8 @@ class Config:
     )
     threads: int = _f(0, "CPU threads for torch (0: all cores)")
     log_every: int = _f(1_000, "environment steps between train.csv rows")
+    checkpoint_every: int = _f(10_000, "environment steps between checkpoints (also on INT/TERM)")
+    pretrain_checkpoint_every: int = _f(2_000, "model pretraining updates between checkpoints")
     model_lr: float = _f(1e-4, "Adam learning rate of the latent model")
     actor_lr: float = _f(3e-4, "Adam learning rate of the actor")
     critic_lr: float = _f(3e-4, "Adam learning rate of the critics")
@@ -71,6 +73,7 @@ class Config:
 POSITIVE = (
     "env_steps", "pretrain_updates", "updates_per_step", "batch_size", "model_batch_size",
     "sequence_length", "replay_capacity", "eval_every", "eval_episodes", "log_every", "hidden",
+    "checkpoint_every", "pretrain_checkpoint_every",
     "z1_dim", "z2_dim", "feature_dim",
 )
 ALLOW_ZERO = ("pretrain_updates",)
@@ -139,6 +142,19 @@ def check_writable(run_dir: str) -> None:
         os.rmdir(tempfile.mkdtemp(prefix=".slac-probe-", dir=existing))
     except OSError as e:
         raise ConfigError(f"run directory {run_dir!r} is not writable: {e.strerror}") from None
+
+
+# May differ when a run is resumed: they change how long or where it runs, not what it learns.
+RESUMABLE_CHANGES = ("run_dir", "env_steps", "threads", "device", "log_every")
+
+
+def differences(stored: Config, given: dict) -> list[str]:
+    """Flags given on resume that change a setting the run was started with."""
+    out = []
+    for name, value in given.items():
+        if name not in RESUMABLE_CHANGES and getattr(stored, name) != value:
+            out.append(f"--{name.replace('_', '-')} {value} (run has {getattr(stored, name)})")
+    return out
 
 
 def to_dict(cfg: Config) -> dict:

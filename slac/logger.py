@@ -12,7 +12,7 @@ from pathlib import Path
 TRAIN_COLUMNS = (
     "env_step", "agent_step", "updates", "phase", "wall_time", "env_steps_per_s", "updates_per_s",
     "model_loss", "image_nll", "kl", "reward_nll", "critic_loss", "actor_loss", "alpha_loss",
-    "alpha", "entropy", "q", "episode_return",
+    "alpha", "entropy", "q", "episode_return", "physics_errors",
 )
 EVAL_COLUMNS = (
     "env_step", "return_mean", "return_std", "return_min", "return_max", "episodes",
@@ -35,6 +35,10 @@ class CSVLog:
     def write(self, row: dict) -> None:
         self._writer.writerow({k: _fmt(v) for k, v in row.items()})
         self._file.flush()
+
+    def tell(self) -> int:
+        self._file.flush()
+        return self._file.tell()
 
     def close(self) -> None:
         self._file.close()
@@ -92,22 +96,46 @@ class Progress:
 
 
 class Logger:
-    """train.csv, eval.csv and TensorBoard events under ``run_dir``."""
+    """train.csv, eval.csv and TensorBoard events under ``run_dir``.
 
-    def __init__(self, run_dir: str | os.PathLike):
+    ``resume`` is what :meth:`state_dict` returned at a checkpoint: rows written after it are
+    cut off and TensorBoard events after it purged, so a resumed run has no duplicate rows.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike, resume: dict | None = None):
         from torch.utils.tensorboard import SummaryWriter
 
         run_dir = Path(run_dir)
-        self.train = CSVLog(run_dir / "train.csv", TRAIN_COLUMNS)
-        self.eval = CSVLog(run_dir / "eval.csv", EVAL_COLUMNS)
-        self.tb = SummaryWriter(str(run_dir / "tb"))
+        paths = {"train.csv": run_dir / "train.csv", "eval.csv": run_dir / "eval.csv"}
+        for name, path in paths.items():
+            if resume is None:
+                path.unlink(missing_ok=True)
+            elif path.exists():
+                with open(path, "r+b") as f:
+                    f.truncate(resume["csv_bytes"][name])
+        self.train = CSVLog(paths["train.csv"], TRAIN_COLUMNS)
+        self.eval = CSVLog(paths["eval.csv"], EVAL_COLUMNS)
+        purge = (resume["env_step"] + 1, resume["pretrain_updates"] + 1) if resume else (None,) * 2
+        self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=purge[0])
+        self.tb_pretrain = SummaryWriter(str(run_dir / "tb" / "pretrain"), purge_step=purge[1])
+
+    def state_dict(self, env_step: int, pretrain_updates: int) -> dict:
+        self.tb.flush()
+        self.tb_pretrain.flush()
+        return {
+            "csv_bytes": {"train.csv": self.train.tell(), "eval.csv": self.eval.tell()},
+            "env_step": env_step,
+            "pretrain_updates": pretrain_updates,
+        }
 
     def log_train(self, row: dict) -> None:
         self.train.write(row)
-        step = row["env_step"]
+        pretrain = row["phase"] == "pretrain"
+        writer = self.tb_pretrain if pretrain else self.tb
+        step = row["updates"] if pretrain else row["env_step"]
         for k, v in row.items():
             if k not in ("env_step", "phase") and isinstance(v, (int, float)):
-                self.tb.add_scalar(f"train/{k}", v, step)
+                writer.add_scalar(f"train/{k}", v, step)
 
     def log_eval(self, row: dict) -> None:
         self.eval.write(row)
@@ -119,3 +147,4 @@ class Logger:
         self.train.close()
         self.eval.close()
         self.tb.close()
+        self.tb_pretrain.close()

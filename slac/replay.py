@@ -13,7 +13,9 @@ learns from it.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -44,18 +46,61 @@ def episode_masks(first: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class Replay:
-    def __init__(self, capacity: int, action_dim: int, frame_shape=(64, 64, 3), seed: int = 0):
-        self.capacity = capacity + 1  # + the frame waiting for its action
-        n = self.capacity
-        self.frames = np.zeros((n, *frame_shape), dtype=np.uint8)
-        self.actions = np.zeros((n, action_dim), dtype=np.float32)
-        self.rewards = np.zeros(n, dtype=np.float32)
-        self.terminals = np.zeros(n, dtype=np.bool_)
-        self.first = np.zeros(n, dtype=np.bool_)
-        self.has_action = np.zeros(n, dtype=np.bool_)
-        self.size = 0  # slots filled
+    """``capacity`` agent steps of sequences, in memory or memory-mapped under ``directory``.
+
+    With a directory (a run's replay), appending writes into files and a checkpoint only flushes
+    them and records two counters. ``margin`` extra slots sit beyond the sampled window, so the
+    frames written after a checkpoint never overwrite what that checkpoint can sample: a run
+    killed between checkpoints resumes with exactly the replay it had.
+    """
+
+    FIELDS = ("frames", "actions", "rewards", "terminals", "first", "has_action")
+
+    def __init__(self, capacity: int, action_dim: int, frame_shape=(64, 64, 3), seed: int = 0,
+                 directory: str | os.PathLike | None = None, margin: int = 0):
+        self.window = capacity + 1  # + the frame waiting for its action
+        self.capacity = n = self.window + margin  # physical slots
+        self.directory = Path(directory) if directory is not None else None
+        shapes = {
+            "frames": ((n, *frame_shape), np.uint8), "actions": ((n, action_dim), np.float32),
+            "rewards": ((n,), np.float32), "terminals": ((n,), np.bool_),
+            "first": ((n,), np.bool_), "has_action": ((n,), np.bool_),
+        }
+        for name, (shape, dtype) in shapes.items():
+            setattr(self, name, self._alloc(name, shape, dtype))
+        self.size = 0  # slots in the sampled window
         self.next = 0  # slot written next
         self.rng = np.random.default_rng(seed)
+
+    def _alloc(self, name: str, shape: tuple, dtype) -> np.ndarray:
+        if self.directory is None:
+            return np.zeros(shape, dtype=dtype)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / f"{name}.bin"
+        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        mode = "r+" if path.exists() and path.stat().st_size == nbytes else "w+"
+        return np.memmap(path, dtype=dtype, mode=mode, shape=shape)
+
+    def flush(self) -> None:
+        """Make the stored steps durable (before a checkpoint refers to them)."""
+        for name in self.FIELDS:
+            arr = getattr(self, name)
+            if isinstance(arr, np.memmap):
+                arr.flush()
+
+    def state_dict(self) -> dict:
+        return {"size": self.size, "next": self.next, "window": self.window,
+                "capacity": self.capacity, "rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        if (state["window"], state["capacity"]) != (self.window, self.capacity):
+            raise ValueError("replay layout differs from the checkpoint's")
+        self.size, self.next = state["size"], state["next"]
+        self.rng.bit_generator.state = state["rng"]
+        if self.size:  # the newest frame had no action yet; a killed run may have written one
+            i = (self.next - 1) % self.capacity
+            self.has_action[i], self.actions[i], self.rewards[i], self.terminals[i] = (
+                False, 0.0, 0.0, False)
 
     def __len__(self) -> int:
         return self.size
@@ -69,7 +114,7 @@ class Replay:
         self.rewards[i] = 0.0
         self.terminals[i] = False
         self.next = (i + 1) % self.capacity
-        self.size = min(self.size + 1, self.capacity)
+        self.size = min(self.size + 1, self.window)
 
     def start_episode(self, frame: np.ndarray) -> None:
         """Store the first frame (uint8, 3xHxW) of an episode."""
@@ -87,7 +132,7 @@ class Replay:
         self._write_frame(next_frame, first=False)
 
     def _slots(self, logical: np.ndarray) -> np.ndarray:
-        oldest = self.next if self.size == self.capacity else 0
+        oldest = (self.next - self.size) % self.capacity
         return (oldest + logical) % self.capacity
 
     def num_sequences(self, length: int) -> int:
@@ -125,6 +170,4 @@ class Replay:
         )
 
     def nbytes(self) -> int:
-        arrays = (self.frames, self.actions, self.rewards, self.terminals, self.first,
-                  self.has_action)
-        return sum(a.nbytes for a in arrays)
+        return sum(getattr(self, name).nbytes for name in self.FIELDS)

@@ -1,4 +1,10 @@
-"""Algorithm 1: random collection, model pretraining, then act and update per agent step."""
+"""Algorithm 1 as a resumable run: random collection, model pretraining, then per agent step one
+environment step and ``updates_per_step`` updates; evaluation, logs and checkpoints on the way.
+
+Everything that decides the future of a run is in its checkpoint (networks, optimisers, every
+random generator, the environments mid-episode, counters, log positions) or in its memory-mapped
+replay, so rerunning the same command on the same run directory continues it exactly.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,8 @@ import json
 import math
 import os
 import platform
+import shutil
+import signal
 import time
 from pathlib import Path
 
@@ -20,6 +28,16 @@ from slac.logger import Logger, Progress
 from slac.replay import Replay
 from slac.tasks import get_task
 
+PHASES = ("random", "pretrain", "train")
+
+
+class NonFiniteLoss(FloatingPointError):
+    pass
+
+
+class _Stop(Exception):
+    pass
+
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
@@ -29,10 +47,16 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-class Trainer:
-    """Owns the run: environments, replay, agent, counters and logs. ``cfg`` must be resolved."""
+def replay_margin(cfg: Config) -> int:
+    """Slots written in two checkpoint intervals at most (a step writes <= 2 frames)."""
+    return 2 * (2 * math.ceil(cfg.checkpoint_every / cfg.action_repeat) + 2)
 
-    def __init__(self, cfg: Config):
+
+class Trainer:
+    """Owns a run: environments, replay, agent, counters, logs. ``cfg`` must be resolved;
+    ``resume`` is a checkpoint of the same run."""
+
+    def __init__(self, cfg: Config, resume: dict | None = None):
         self.cfg = cfg
         self.spec = get_task(cfg.task)
         self.run_dir = Path(cfg.run_dir)
@@ -41,25 +65,44 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         self.device = resolve_device(cfg.device)
         torch.manual_seed(cfg.seed)
-        self.rng = np.random.default_rng(cfg.seed)
+        self.rng = np.random.default_rng(cfg.seed)  # random-phase actions
         # Train and evaluation environments never share a seed.
         self.env = envs.make(cfg.task, cfg.seed, cfg.action_repeat, cfg.render_quality)
         self.eval_env = envs.make(cfg.task, cfg.seed + 1_000_000, cfg.action_repeat,
                                   cfg.render_quality)
         self.action_dim = self.env.action_dim
-        self.replay = Replay(cfg.replay_capacity, self.action_dim, seed=cfg.seed)
+        if resume is None:
+            for stale in ("replay", "tb", checkpoint.CHECKPOINT_DIR):
+                shutil.rmtree(self.run_dir / stale, ignore_errors=True)
+        self.replay = Replay(cfg.replay_capacity, self.action_dim, seed=cfg.seed,
+                             directory=self.run_dir / "replay", margin=replay_margin(cfg))
         self.agent = SLACAgent(cfg, self.action_dim, self.device, self.spec.policy_std_scale)
         self.history = PolicyHistory(cfg.sequence_length, self.action_dim)
-        self.env_step = self.agent_step = self.updates = 0
+        self.phase = "random"
+        self.env_step = self.agent_step = self.updates = self.pretrained = 0
+        self.in_episode = False
         self.episode_return, self.last_return = 0.0, float("nan")
         self.last_eval = float("nan")
-        self._evals_done = 0
-        self._last_eval_step = -1
-        self._start = time.monotonic()
-        self._window = {"t": time.monotonic(), "env_step": 0, "sums": {}, "n": 0}
-        self._write_config()
-        self.logger = Logger(self.run_dir)
+        self.evals_done = self.checkpoints_done = 0
+        self.last_eval_step = -1
+        self.physics_errors = 0
+        self.wall_offset = 0.0
+        self._sums: dict[str, torch.Tensor] = {}
+        self._n = 0
+        self._last_log_step = 0
+        if resume is not None:
+            self._restore(resume)
+        else:
+            self._write_config()
+        self._session_start = time.monotonic()
+        self._window_t, self._window_env_step = time.monotonic(), self.env_step
+        self.logger = Logger(self.run_dir, resume["logs"] if resume else None)
         self.progress = Progress(f"[{cfg.task} s{cfg.seed}]")
+        self._stop_signal = 0
+
+    @property
+    def wall_time(self) -> float:
+        return self.wall_offset + time.monotonic() - self._session_start
 
     def _write_config(self) -> None:
         meta = {
@@ -78,6 +121,7 @@ class Trainer:
         self.replay.start_episode(obs)
         self.history.reset(obs)
         self.episode_return = 0.0
+        self.in_episode = True
 
     def _random_action(self) -> np.ndarray:
         if self.spec.random_action == "tanh_normal":  # a = tanh(u), u ~ N(0, 2^2)
@@ -91,80 +135,132 @@ class Trainer:
         self.env_step += step.env_steps
         self.agent_step += 1
         self.episode_return += step.reward
+        if step.physics_error:
+            self.physics_errors += 1
+            self.progress.message(f"physics error at env step {self.env_step} "
+                                  f"({step.physics_error}); episode ended, training goes on")
         if step.done:
             self.last_return = self.episode_return
-            self._begin_episode()
+            self.in_episode = False
 
     # ------------------------------------------------------------------ phases
     def collect_random(self) -> None:
-        self._begin_episode()
         while self.env_step < self.cfg.random_steps:
+            if not self.in_episode:
+                self._begin_episode()
             self._env_step(self._random_action())
+            self._after_env_step()
             self.progress.update("random", self.env_step, self.cfg.random_steps)
+        self.phase = "pretrain"
 
     def pretrain(self) -> None:
         cfg = self.cfg
-        for i in range(cfg.pretrain_updates):
-            stats = self.agent.update_model(self.replay.sample(cfg.model_batch_size,
-                                                               cfg.sequence_length))
-            self._accumulate(stats)
-            if (i + 1) % 500 == 0 or i + 1 == cfg.pretrain_updates:
-                self._log_train("pretrain", i + 1)
-            self.progress.update("pretrain", i + 1, cfg.pretrain_updates,
-                                 _short(stats, ("model_loss", "kl")))
+        while self.pretrained < cfg.pretrain_updates:
+            batch = self.replay.sample(cfg.model_batch_size, cfg.sequence_length)
+            self._accumulate(self.agent.update_model(batch))
+            self.pretrained += 1
+            if self.pretrained % 500 == 0 or self.pretrained == cfg.pretrain_updates:
+                self._log_train("pretrain")
+            self.progress.update("pretrain", self.pretrained, cfg.pretrain_updates)
+            if self.pretrained < cfg.pretrain_updates:
+                if self.pretrained % cfg.pretrain_checkpoint_every == 0:
+                    self.save_checkpoint()
+                self._check_stop()
+        self.phase = "train"
+        self._maybe_evaluate()
+        self.save_checkpoint()
 
     def train(self) -> None:
         cfg = self.cfg
         while self.env_step < cfg.env_steps:
+            if not self.in_episode:
+                self._begin_episode()
             self._env_step(self.agent.act(self.history.frames, self.history.actions))
             for _ in range(cfg.updates_per_step):
                 stats = self.agent.update(self.replay.sample(cfg.batch_size, cfg.sequence_length))
                 self.updates += 1
                 self._accumulate(stats)
-            if self.env_step // cfg.log_every > (self.env_step - 1) // cfg.log_every or \
-                    self.env_step >= cfg.env_steps:
+            if self.env_step // cfg.log_every > self._logged or self.env_step >= cfg.env_steps:
                 self._log_train("train")
             self._maybe_evaluate()
+            self._after_env_step()
             self.progress.update(
                 "train", self.env_step, cfg.env_steps,
-                f"return {self.last_return:.1f} eval {self.last_eval:.1f} alpha "
-                f"{self.agent.alpha.item():.3g}",
+                f"return {self.last_return:.1f} eval {self.last_eval:.1f} "
+                f"alpha {self.agent.alpha.item():.3g}",
             )
 
-    def run(self) -> None:
-        """The whole of Algorithm 1, then a final evaluation if the last step was not one."""
+    @property
+    def _logged(self) -> int:
+        return self._last_log_step // self.cfg.log_every
+
+    def run(self) -> int:
+        """Algorithm 1 from wherever this run stands; returns the process exit code."""
         cfg = self.cfg
+        resumed = self.env_step > 0 or self.pretrained > 0
         self.progress.message(
-            f"run dir {self.run_dir} | device {self.device} | action repeat {cfg.action_repeat} | "
+            f"{'resuming' if resumed else 'run dir'} {self.run_dir} at env step {self.env_step} "
+            f"({self.phase}) | device {self.device} | action repeat {cfg.action_repeat} | "
             f"decoder var {cfg.decoder_var} | MUJOCO_GL={os.environ.get('MUJOCO_GL')}"
         )
+        handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
-            self.collect_random()
-            self.pretrain()
-            self._maybe_evaluate()
+            if self.phase == "random":
+                self.collect_random()
+            if self.phase == "pretrain":
+                self.pretrain()
             self.train()
-            if self._evals_done == 0 or self._last_eval_step != self.env_step:
+            if self.last_eval_step != self.env_step:
                 self._evaluate()
-            self._save()
+            self.save_checkpoint()
             self.progress.message(
-                f"done: {self.env_step} env steps in {_hms(time.monotonic() - self._start)}; "
+                f"done: {self.env_step} env steps, {_hms(self.wall_time)} of training; "
                 f"last eval {self.last_eval:.1f}"
             )
+            return 0
+        except _Stop:
+            self.save_checkpoint()
+            self.progress.message(f"stopped at env step {self.env_step}; checkpoint saved. "
+                                  "Run the same command again to resume.")
+            return 128 + self._stop_signal
+        except NonFiniteLoss as e:
+            self.progress.message(f"error: {e}. Stopped; the last good checkpoint is kept.")
+            return 1
+        except OSError as e:
+            self.progress.message(f"error: cannot write the run directory {self.run_dir}: {e}. "
+                                  "Stopped; the last complete checkpoint is intact.")
+            return 1
         finally:
+            for s, h in handlers.items():
+                signal.signal(s, h)
             self.close()
 
-    # ------------------------------------------------------------------ evaluation and logs
+    # ------------------------------------------------------------------ bookkeeping
+    def _on_signal(self, signum, frame) -> None:
+        self._stop_signal = signum  # acted on at the next consistent point
+
+    def _check_stop(self) -> None:
+        if self._stop_signal:
+            raise _Stop
+
+    def _after_env_step(self) -> None:
+        due = self.env_step // self.cfg.checkpoint_every
+        if due > self.checkpoints_done:
+            self.save_checkpoint()
+            self.checkpoints_done = due
+        self._check_stop()
+
     def _maybe_evaluate(self) -> None:
         due = self.env_step // self.cfg.eval_every
-        if due > self._evals_done:
+        if due > self.evals_done:
             self._evaluate()
-            self._evals_done = due
+            self.evals_done = due
 
     def _evaluate(self) -> None:
         self.progress.message(f"evaluating at {self.env_step} env steps ...")
         returns = evaluate(self.agent, self.eval_env, self.cfg.eval_episodes)
         self.last_eval = float(returns.mean())
-        self._last_eval_step = self.env_step
+        self.last_eval_step = self.env_step
         self.logger.log_eval({
             "env_step": self.env_step,
             "return_mean": float(returns.mean()),
@@ -174,50 +270,92 @@ class Trainer:
             "episodes": len(returns),
             "agent_step": self.agent_step,
             "updates": self.updates,
-            "wall_time": time.monotonic() - self._start,
+            "wall_time": self.wall_time,
         })
         self.progress.message(
             f"eval at {self.env_step}: return {returns.mean():.1f} +- {returns.std():.1f}"
         )
-        self._save()
-
-    def _save(self) -> None:
         checkpoint.save_agent(self.run_dir, self.agent, {
             "env_step": self.env_step, "action_dim": self.action_dim, "config": to_dict(self.cfg),
         })
 
     def _accumulate(self, stats: dict[str, torch.Tensor]) -> None:
-        sums = self._window["sums"]
+        values = torch.stack([v.float() for v in stats.values()])
+        if not bool(torch.isfinite(values).all()):  # one check per update, not per loss
+            bad = {k: float(v) for k, v in stats.items() if not math.isfinite(float(v))}
+            name, value = next(iter(bad.items()))
+            raise NonFiniteLoss(f"{name} became {value} at env step {self.env_step} "
+                                f"(update {self.updates}, pretraining update {self.pretrained})")
         for k, v in stats.items():
-            sums[k] = sums.get(k, 0.0) + v
-        self._window["n"] += 1
+            self._sums[k] = self._sums.get(k, 0.0) + v
+        self._n += 1
 
-    def _log_train(self, phase: str, updates: int | None = None) -> None:
-        w, now = self._window, time.monotonic()
-        dt = max(now - w["t"], 1e-9)
-        upd = self.updates if updates is None else updates
-        row = {k: float(v) / max(w["n"], 1) for k, v in w["sums"].items()}
-        for k, v in row.items():
-            if not math.isfinite(v):
-                raise FloatingPointError(f"{k} is {v} at env step {self.env_step} ({phase})")
+    def _log_train(self, phase: str) -> None:
+        now = time.monotonic()
+        dt = max(now - self._window_t, 1e-9)
+        row = {k: float(v) / max(self._n, 1) for k, v in self._sums.items()}
         row.update({
-            "env_step": self.env_step, "agent_step": self.agent_step, "updates": upd,
-            "phase": phase, "wall_time": now - self._start,
-            "env_steps_per_s": (self.env_step - w["env_step"]) / dt,
-            "updates_per_s": w["n"] / dt,
-            "episode_return": self.last_return,
+            "env_step": self.env_step, "agent_step": self.agent_step,
+            "updates": self.pretrained if phase == "pretrain" else self.updates,
+            "phase": phase, "wall_time": self.wall_time,
+            "env_steps_per_s": (self.env_step - self._window_env_step) / dt,
+            "updates_per_s": self._n / dt, "episode_return": self.last_return,
+            "physics_errors": self.physics_errors,
         })
         self.logger.log_train(row)
-        self._window = {"t": now, "env_step": self.env_step, "sums": {}, "n": 0}
+        self._sums, self._n = {}, 0
+        self._window_t, self._window_env_step = now, self.env_step
+        self._last_log_step = self.env_step
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        return {
+            "version": 1,
+            "config": to_dict(self.cfg),
+            "counters": {k: getattr(self, k) for k in (
+                "phase", "env_step", "agent_step", "updates", "pretrained", "in_episode",
+                "episode_return", "last_return", "last_eval", "evals_done", "checkpoints_done",
+                "last_eval_step", "physics_errors", "_last_log_step")},
+            "wall_time": self.wall_time,
+            "log_window": ({k: float(v) for k, v in self._sums.items()}, self._n),
+            "agent": self.agent.state_dict(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                "numpy": self.rng.bit_generator.state,
+            },
+            "replay": self.replay.state_dict(),
+            "env": self.env.get_state(),
+            "eval_env": self.eval_env.get_state(),
+            "history": (self.history.frames, self.history.actions),
+            "logs": self.logger.state_dict(self.env_step, self.pretrained),
+        }
+
+    def save_checkpoint(self) -> None:
+        self.replay.flush()  # the checkpoint must never refer to unflushed steps
+        checkpoint.save_checkpoint(self.run_dir, self.state_dict(), self.env_step * 10**6 +
+                                   self.pretrained)
+
+    def _restore(self, state: dict) -> None:
+        for k, v in state["counters"].items():
+            setattr(self, k, v)
+        self.wall_offset = state["wall_time"]
+        sums, self._n = state["log_window"]
+        self._sums = {k: torch.tensor(v) for k, v in sums.items()}
+        self.agent.load_state_dict(state["agent"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if state["rng"]["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.rng.bit_generator.state = state["rng"]["numpy"]
+        self.replay.load_state_dict(state["replay"])
+        self.env.set_state(state["env"])
+        self.eval_env.set_state(state["eval_env"])
+        self.history.frames, self.history.actions = state["history"]
 
     def close(self) -> None:
         self.logger.close()
         self.env.close()
         self.eval_env.close()
-
-
-def _short(stats: dict, keys: tuple[str, ...]) -> str:
-    return " ".join(f"{k} {float(stats[k]):.4g}" for k in keys if k in stats)
 
 
 def _hms(seconds: float) -> str:

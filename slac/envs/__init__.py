@@ -25,6 +25,7 @@ class Step:
     terminated: bool  # the episode ended in a terminal state: no bootstrapping
     truncated: bool  # the time limit ended it: bootstrap through it
     env_steps: int  # simulator steps taken by this agent step
+    physics_error: str = ""  # the simulator failed: the episode was cut short here
 
     @property
     def done(self) -> bool:
@@ -37,6 +38,8 @@ class PixelEnv(Protocol):
 
     def reset(self) -> np.ndarray: ...
     def step(self, action: np.ndarray) -> Step: ...
+    def get_state(self) -> dict: ...
+    def set_state(self, state: dict) -> None: ...
     def close(self) -> None: ...
 
 

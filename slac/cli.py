@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import types
 import typing
@@ -75,21 +76,24 @@ def cmd_tasks() -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     given = {k: v for k, v in vars(args).items() if k not in ("command", "override")}
-    cfg = resolve(Config(**given))
-    check_writable(cfg.run_dir)
+    default = Config(**given)
+    run_dir = given.get("run_dir") or os.path.join("runs", f"{default.task}-seed{default.seed}")
     from slac import checkpoint
 
     resume = None
-    if checkpoint.list_checkpoints(cfg.run_dir):
-        resume = checkpoint.load_latest(cfg.run_dir)
+    if checkpoint.list_checkpoints(run_dir):  # the run directory is the unit of work: resume
+        resume = checkpoint.load_latest(run_dir)
         if resume is None:
-            raise ConfigError(f"{cfg.run_dir}: every checkpoint is damaged; use a new --run-dir")
+            raise ConfigError(f"{run_dir}: every checkpoint is damaged; use a new --run-dir")
         stored = from_dict(resume["config"])
         diffs = differences(stored, given)
         if diffs and not args.override:
-            raise ConfigError(f"{cfg.run_dir} holds a run with other settings: {'; '.join(diffs)}."
+            raise ConfigError(f"{run_dir} holds a run with other settings: {'; '.join(diffs)}."
                               " Rerun without them to resume, or add --override")
         cfg = resolve(dataclasses.replace(stored, **given))
+    else:
+        cfg = resolve(default)
+    check_writable(cfg.run_dir)
     from slac.train import Trainer
 
     return Trainer(cfg, resume).run()

@@ -1,0 +1,203 @@
+"""Durable runs: kill -9 and exact resume, damaged checkpoints, refused changes, failures."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from slac import checkpoint
+from slac.config import Config
+
+SMALL = ["--task", "cartpole-swingup", "--seed", "0", "--env-steps", "1200",
+         "--random-steps", "400", "--pretrain-updates", "5", "--batch-size", "16",
+         "--model-batch-size", "8", "--eval-every", "400", "--eval-episodes", "1",
+         "--checkpoint-every", "400", "--threads", "1"]
+
+
+def start(run_dir, *extra, fault=None):
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
+    env.pop("SLAC_FAULT", None)
+    if fault:
+        env["SLAC_FAULT"] = fault
+    return subprocess.Popen([sys.executable, "-m", "slac.cli", "train", "--run-dir",
+                             str(run_dir), *SMALL, *extra], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finish(proc, timeout=600):
+    out, _ = proc.communicate(timeout=timeout)
+    return proc.returncode, out
+
+
+def returns(run_dir):
+    """eval.csv without its wall-clock column (the only thing that may differ)."""
+    with open(Path(run_dir) / "eval.csv") as f:
+        return [{k: v for k, v in row.items() if k != "wall_time"} for row in csv.DictReader(f)]
+
+
+def wait_for(predicate, proc, timeout=300):
+    t0 = time.monotonic()
+    while not predicate():
+        assert proc.poll() is None, proc.communicate()[0][-2000:]
+        assert time.monotonic() - t0 < timeout
+        time.sleep(0.2)
+
+
+def eval_rows(run_dir):
+    p = Path(run_dir) / "eval.csv"
+    return max(0, len(p.read_text().splitlines()) - 1) if p.exists() else 0
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("ref") / "run"
+    code, out = finish(start(run_dir))
+    assert code == 0, out[-3000:]
+    return run_dir
+
+
+def test_killed_and_resumed_runs_match_the_run_left_alone(reference, tmp_path):
+    run_dir = tmp_path / "run"
+    # 1. killed inside a checkpoint write: the first checkpoint's file is half written
+    code, out = finish(start(run_dir, fault="checkpoint-write:2"))
+    assert code == -signal.SIGKILL, out[-2000:]
+    assert list((run_dir / "checkpoints").glob("*.tmp")), "was not killed mid-write"
+    # 2. resumed, then SIGKILLed during training after its second evaluation
+    proc = start(run_dir)
+    wait_for(lambda: eval_rows(run_dir) >= 2, proc)
+    time.sleep(1.0)
+    proc.kill()
+    proc.wait()
+    # 3. resumed, then SIGTERM: checkpoints and stops cleanly
+    proc = start(run_dir)
+    time.sleep(8.0)
+    proc.send_signal(signal.SIGTERM)
+    code, out = finish(proc)
+    assert code in (0, 128 + signal.SIGTERM), out[-2000:]
+    # 4. resumed to the end
+    code, out = finish(start(run_dir))
+    assert code == 0, out[-3000:]
+    assert returns(run_dir) == returns(reference)
+    rows = list(csv.DictReader(open(run_dir / "train.csv")))
+    steps = [(r["phase"], int(r["env_step"]), int(r["updates"])) for r in rows]
+    assert len(steps) == len(set(steps)), "duplicate train.csv rows after resume"
+    ref_rows = list(csv.DictReader(open(reference / "train.csv")))
+    assert steps == [(r["phase"], int(r["env_step"]), int(r["updates"])) for r in ref_rows]
+
+
+def test_changed_hyperparameter_is_refused_unless_overridden(reference):
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
+    cmd = [sys.executable, "-m", "slac.cli", "train", "--run-dir", str(reference)]
+    done = subprocess.run([*cmd, "--batch-size", "8", "--gamma", "0.9"], capture_output=True,
+                          text=True, env=env)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1
+    assert "--batch-size 8 (run has 16)" in done.stderr and "--gamma 0.9" in done.stderr
+    # flags that only say how long or where it runs are fine; a finished run just ends
+    done = subprocess.run([*cmd, "--threads", "1", "--eval-episodes", "1", "--override"],
+                          capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_damaged_newest_checkpoint_falls_back(tmp_path):
+    checkpoint.save_checkpoint(tmp_path, {"step": 1}, 1)
+    checkpoint.save_checkpoint(tmp_path, {"step": 2}, 2)
+    checkpoint.save_checkpoint(tmp_path, {"step": 3}, 3)
+    paths = checkpoint.list_checkpoints(tmp_path)
+    assert len(paths) == checkpoint.KEEP == 2  # older ones are removed
+    data = bytearray(paths[0].read_bytes())
+    data[-5] ^= 0xFF
+    paths[0].write_bytes(bytes(data))
+    with pytest.warns(UserWarning, match="damaged"):
+        assert checkpoint.load_latest(tmp_path) == {"step": 2}
+    paths[1].write_bytes(paths[1].read_bytes()[:40])  # truncated too
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert checkpoint.load_latest(tmp_path) is None
+
+
+def test_checkpoint_roundtrip_and_checksum(tmp_path):
+    obj = {"t": torch.arange(5), "x": [1, 2]}
+    checkpoint.atomic_save(obj, tmp_path / "a.pt")
+    back = checkpoint.load(tmp_path / "a.pt")
+    assert torch.equal(back["t"], obj["t"]) and back["x"] == [1, 2]
+    with pytest.raises(checkpoint.CorruptCheckpoint):
+        checkpoint.loads(b"garbage")
+
+
+def _tiny(tmp_path, **kw) -> Config:
+    return Config(task="cartpole-swingup", run_dir=str(tmp_path / "run"), env_steps=480,
+                  random_steps=400, pretrain_updates=2, batch_size=4, model_batch_size=2,
+                  eval_every=10_000, eval_episodes=1, checkpoint_every=400, threads=1,
+                  hidden=32, z2_dim=16, **kw).resolved()
+
+
+def test_nan_in_a_loss_stops_cleanly_keeping_the_last_checkpoint(tmp_path, capsys):
+    from slac.train import Trainer
+
+    trainer = Trainer(_tiny(tmp_path))
+    real = trainer.agent.update
+
+    def poisoned(batch):
+        stats = real(batch)
+        stats["critic_loss"] = torch.tensor(float("nan"))
+        return stats
+
+    trainer.agent.update = poisoned
+    assert trainer.run() == 1
+    err = capsys.readouterr().err
+    assert "critic_loss became nan at env step 404" in err
+    kept = checkpoint.list_checkpoints(tmp_path / "run")
+    assert kept and checkpoint.load_latest(tmp_path / "run")["counters"]["env_step"] == 400
+
+
+def test_physics_error_ends_the_episode_and_training_goes_on(tmp_path):
+    from dm_control.rl.control import PhysicsError
+
+    from slac.train import Trainer
+
+    trainer = Trainer(_tiny(tmp_path))
+    inner = trainer.env._env
+    real_step, calls = inner.step, {"n": 0}
+
+    def flaky(action):
+        calls["n"] += 1
+        if calls["n"] == 30:
+            raise PhysicsError("injected: simulation became unstable")
+        return real_step(action)
+
+    inner.step = flaky
+    assert trainer.run() == 0
+    rows = list(csv.DictReader(open(tmp_path / "run" / "train.csv")))
+    assert rows[-1]["physics_errors"] == "1"
+    assert int(rows[-1]["env_step"]) >= 480  # the failed repeat is counted as it was taken
+
+
+def test_full_disk_stops_with_a_message_and_keeps_the_last_checkpoint(tmp_path, capsys,
+                                                                       monkeypatch):
+    import errno
+
+    from slac.train import Trainer
+
+    trainer = Trainer(_tiny(tmp_path, pretrain_checkpoint_every=1))
+    real, calls = checkpoint.atomic_write_bytes, {"n": 0}
+
+    def filling(data, path, chunk=1 << 24):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second checkpoint finds the disk full half-way
+            Path(str(path) + ".tmp").write_bytes(data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(data, path, chunk)
+
+    monkeypatch.setattr(checkpoint, "atomic_write_bytes", filling)
+    assert trainer.run() == 1
+    assert "No space left on device" in capsys.readouterr().err
+    state = checkpoint.load_latest(tmp_path / "run")
+    assert state["counters"]["env_step"] == 400  # the first checkpoint, intact

@@ -40,7 +40,7 @@ class SLACAgent:
         self.cfg, self.device, self.action_dim = cfg, device, action_dim
         z_dim = cfg.z1_dim + cfg.z2_dim
         self.model = LatentModel(action_dim, cfg.z1_dim, cfg.z2_dim, cfg.feature_dim, cfg.hidden,
-                                 cfg.decoder_var).to(device)
+                                 cfg.decoder_var, cfg.conv_width).to(device)
         self.actor = Actor(cfg.feature_dim, action_dim, cfg.sequence_length, cfg.hidden,
                            policy_std_scale).to(device)
         self.critic = Critic(z_dim, action_dim, cfg.hidden).to(device)

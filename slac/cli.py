@@ -12,7 +12,15 @@ import sys
 import types
 import typing
 
-from slac.config import Config, ConfigError, check_writable, differences, from_dict, resolve
+from slac.config import (
+    Config,
+    ConfigError,
+    check_writable,
+    differences,
+    from_dict,
+    resolve,
+    with_preset,
+)
 from slac.tasks import TASKS
 
 
@@ -32,7 +40,7 @@ _METAVAR = {int: "N", float: "X", str: "STR"}
 
 
 def _one_line_help(prog: str) -> argparse.HelpFormatter:
-    return argparse.HelpFormatter(prog, max_help_position=34, width=140)
+    return argparse.HelpFormatter(prog, max_help_position=34, width=220)
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -76,7 +84,7 @@ def cmd_tasks() -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     given = {k: v for k, v in vars(args).items() if k not in ("command", "override")}
-    default = Config(**given)
+    default = Config(**with_preset(given))
     run_dir = given.get("run_dir") or os.path.join("runs", f"{default.task}-seed{default.seed}")
     from slac import checkpoint
 
@@ -90,7 +98,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if diffs and not args.override:
             raise ConfigError(f"{run_dir} holds a run with other settings: {'; '.join(diffs)}."
                               " Rerun without them to resume, or add --override")
-        cfg = resolve(dataclasses.replace(stored, **given))
+        cfg = resolve(dataclasses.replace(stored, **with_preset(given)))
     else:
         cfg = resolve(default)
     check_writable(cfg.run_dir)

@@ -18,6 +18,23 @@ def _f(default, help: str, **kw):  # noqa: A002 - the flag's help line
     return field(default=default, metadata={"help": help, **kw})
 
 
+# Named presets keep the method (model structure, losses, algorithm) and change only sizes and
+# budgets. Each entry: flag -> (value, the paper's value), shown in `slac train --help`.
+PRESETS: dict[str, dict[str, tuple]] = {
+    "cpu": {
+        "conv_width": (16, 32),
+        "batch_size": (64, 256),
+        "pretrain_updates": (2_000, 50_000),
+        "env_steps": (100_000, 1_000_000),
+    },
+}
+
+
+def describe_preset(name: str) -> str:
+    items = PRESETS[name].items()
+    return ", ".join(f"{k.replace('_', '-')} {v} (paper {p})" for k, (v, p) in items)
+
+
 class ConfigError(ValueError):
     """A bad user input: reported as one line, exit code 2."""
 
@@ -25,6 +42,7 @@ class ConfigError(ValueError):
 @dataclass
 class Config:
     task: str = _f("cheetah-run", "task to learn (see `slac tasks`)")
+    preset: str | None = _f(None, "cpu: " + describe_preset("cpu"), choices=tuple(PRESETS))
     seed: int = _f(0, "random seed for networks, replay and the simulator")
     run_dir: str | None = _f(None, "run directory (default runs/TASK-seedSEED)")
     env_steps: int = _f(
@@ -64,6 +82,7 @@ class Config:
     z1_dim: int = _f(32, "size of the latent z1")
     z2_dim: int = _f(256, "size of the latent z2")
     feature_dim: int = _f(256, "size of the encoder's output")
+    conv_width: int = _f(32, "channels of the first encoder conv (the rest scale: 2x, 4x, 8x)")
 
     def resolved(self) -> Config:
         """A copy with task defaults filled in and every value checked."""
@@ -73,10 +92,20 @@ class Config:
 POSITIVE = (
     "env_steps", "pretrain_updates", "updates_per_step", "batch_size", "model_batch_size",
     "sequence_length", "replay_capacity", "eval_every", "eval_episodes", "log_every", "hidden",
-    "checkpoint_every", "pretrain_checkpoint_every",
+    "checkpoint_every", "pretrain_checkpoint_every", "conv_width",
     "z1_dim", "z2_dim", "feature_dim",
 )
 ALLOW_ZERO = ("pretrain_updates",)
+
+
+def with_preset(given: dict) -> dict:
+    """Flags given explicitly win over the preset's values."""
+    preset = given.get("preset")
+    if preset is None:
+        return given
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose from: {', '.join(PRESETS)}")
+    return {**{k: v for k, (v, _) in PRESETS[preset].items()}, **given}
 
 
 def resolve(cfg: Config) -> Config:
@@ -102,9 +131,9 @@ def resolve(cfg: Config) -> Config:
         raise ConfigError(f"--decoder-var must be positive, got {c.decoder_var}")
     if c.threads < 0:
         raise ConfigError(f"--threads must be 0 (all cores) or positive, got {c.threads}")
-    for name in ("device", "render_quality"):
+    for name in ("device", "render_quality", "preset"):
         choices = Config.__dataclass_fields__[name].metadata["choices"]
-        if getattr(c, name) not in choices:
+        if getattr(c, name) not in choices and not (name == "preset" and c.preset is None):
             raise ConfigError(f"--{name.replace('_', '-')} must be one of {', '.join(choices)}")
     if c.model_batch_size > c.batch_size:
         raise ConfigError(

@@ -47,12 +47,13 @@ def gaussian_nll(x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor | float)
 
 class LatentModel(nn.Module):
     def __init__(self, action_dim: int, z1_dim: int = 32, z2_dim: int = 256,
-                 feature_dim: int = 256, hidden: int = 256, decoder_var: float = 0.1):
+                 feature_dim: int = 256, hidden: int = 256, decoder_var: float = 0.1,
+                 conv_width: int = 32):
         super().__init__()
         self.z1_dim, self.z2_dim, self.decoder_var = z1_dim, z2_dim, decoder_var
         z_dim, a = z1_dim + z2_dim, action_dim
-        self.encoder = Encoder(feature_dim)
-        self.decoder = Decoder(z_dim)
+        self.encoder = Encoder(feature_dim, conv_width)
+        self.decoder = Decoder(z_dim, conv_width)
         # p(z2_1 | z1_1), p(z1_t+1 | z2_t, a_t), p(z2_t+1 | z1_t+1, z2_t, a_t)
         self.z2_prior_init = Gaussian(z1_dim, z2_dim, hidden)
         self.z1_prior = Gaussian(z2_dim + a, z1_dim, hidden)

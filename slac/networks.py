@@ -40,16 +40,20 @@ class Gaussian(nn.Module):
 
 
 class Encoder(nn.Module):
-    """64x64x3 -> 256: convs 32 5x5, 64 3x3, 128 3x3, 256 3x3 (stride 2), 256 4x4 (valid)."""
+    """64x64x3 -> 256: convs 32 5x5, 64 3x3, 128 3x3, 256 3x3 (stride 2), 256 4x4 (valid).
 
-    def __init__(self, out: int = 256):
+    ``width`` is the first layer's channels (32 in the paper); the others scale with it.
+    """
+
+    def __init__(self, out: int = 256, width: int = 32):
         super().__init__()
+        w = width
         self.net = nn.Sequential(
-            nn.Conv2d(3, 32, 5, 2, 2), nn.LeakyReLU(LEAK),
-            nn.Conv2d(32, 64, 3, 2, 1), nn.LeakyReLU(LEAK),
-            nn.Conv2d(64, 128, 3, 2, 1), nn.LeakyReLU(LEAK),
-            nn.Conv2d(128, 256, 3, 2, 1), nn.LeakyReLU(LEAK),
-            nn.Conv2d(256, out, 4, 1, 0), nn.LeakyReLU(LEAK),
+            nn.Conv2d(3, w, 5, 2, 2), nn.LeakyReLU(LEAK),
+            nn.Conv2d(w, 2 * w, 3, 2, 1), nn.LeakyReLU(LEAK),
+            nn.Conv2d(2 * w, 4 * w, 3, 2, 1), nn.LeakyReLU(LEAK),
+            nn.Conv2d(4 * w, 8 * w, 3, 2, 1), nn.LeakyReLU(LEAK),
+            nn.Conv2d(8 * w, out, 4, 1, 0), nn.LeakyReLU(LEAK),
         )
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
@@ -61,16 +65,18 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """z -> mean image: transposed convs 256 4x4 (valid), 128 3x3, 64 3x3, 32 3x3, 3 5x5."""
+    """z -> mean image: transposed convs 256 4x4 (valid), 128 3x3, 64 3x3, 32 3x3, 3 5x5
+    (for ``width`` 32, the paper's; the others scale with it)."""
 
-    def __init__(self, inp: int):
+    def __init__(self, inp: int, width: int = 32):
         super().__init__()
+        w = width
         self.net = nn.Sequential(
-            nn.ConvTranspose2d(inp, 256, 4, 1, 0), nn.LeakyReLU(LEAK),
-            nn.ConvTranspose2d(256, 128, 3, 2, 1, 1), nn.LeakyReLU(LEAK),
-            nn.ConvTranspose2d(128, 64, 3, 2, 1, 1), nn.LeakyReLU(LEAK),
-            nn.ConvTranspose2d(64, 32, 3, 2, 1, 1), nn.LeakyReLU(LEAK),
-            nn.ConvTranspose2d(32, 3, 5, 2, 2, 1),
+            nn.ConvTranspose2d(inp, 8 * w, 4, 1, 0), nn.LeakyReLU(LEAK),
+            nn.ConvTranspose2d(8 * w, 4 * w, 3, 2, 1, 1), nn.LeakyReLU(LEAK),
+            nn.ConvTranspose2d(4 * w, 2 * w, 3, 2, 1, 1), nn.LeakyReLU(LEAK),
+            nn.ConvTranspose2d(2 * w, w, 3, 2, 1, 1), nn.LeakyReLU(LEAK),
+            nn.ConvTranspose2d(w, 3, 5, 2, 2, 1),
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:

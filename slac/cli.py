@@ -49,6 +49,10 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         kind = _base_type(f.type)
         default = "per task" if f.default is None and f.name not in ("run_dir",) else f.default
         help_line = f.metadata["help"] + ("" if f.default is None else f" [{default}]")
+        if kind is bool:
+            parser.add_argument(f"--{f.name.replace('_', '-')}", default=argparse.SUPPRESS,
+                                action=argparse.BooleanOptionalAction, help=help_line)
+            continue
         parser.add_argument(
             f"--{f.name.replace('_', '-')}", type=kind, default=argparse.SUPPRESS,
             choices=f.metadata.get("choices"), help=help_line,
@@ -71,6 +75,17 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                     help="auto|cpu|cuda [auto]")
     sub.add_parser("tasks", help="list the tasks with their action repeat and decoder variance")
+    vz = sub.add_parser("viz", help="model predictions (Appendix E) as a PNG grid and a video")
+    vz.add_argument("--run-dir", required=True, help="run directory holding agent.pt")
+    vz.add_argument("--out", help="output directory [RUN_DIR/viz]")
+    vz.add_argument("--steps", type=int, default=16, help="steps of the sequence [16]")
+    vz.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                    help="auto|cpu|cuda [auto]")
+    pl = sub.add_parser("plot", help="return against environment steps, with the published curve")
+    pl.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories")
+    pl.add_argument("--out", required=True, help="figure file (PNG)")
+    pl.add_argument("--band", choices=("std", "ci"), default="std",
+                    help="band across seeds: standard deviation or bootstrap 95%% CI [std]")
     return parser
 
 
@@ -107,31 +122,77 @@ def cmd_train(args: argparse.Namespace) -> int:
     return Trainer(cfg, resume).run()
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    if args.episodes <= 0:
-        raise ConfigError(f"--episodes must be positive, got {args.episodes}")
-    import numpy as np
-
-    from slac import checkpoint, envs
+def _load_agent(run_dir: str, device_name: str):
+    from slac import checkpoint
     from slac.agent import SLACAgent
-    from slac.evaluate import evaluate
     from slac.train import resolve_device
 
-    device = resolve_device(args.device)
+    device = resolve_device(device_name)
     try:
-        state = checkpoint.load_agent_state(args.run_dir, device)
+        state = checkpoint.load_agent_state(run_dir, device)
     except FileNotFoundError as e:
         raise ConfigError(str(e)) from None
     cfg = from_dict(state["config"])
     agent = SLACAgent(cfg, state["action_dim"], device, TASKS[cfg.task].policy_std_scale)
     agent.load_state_dict(state["agent"])
+    return agent, state
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    if args.episodes <= 0:
+        raise ConfigError(f"--episodes must be positive, got {args.episodes}")
+    import numpy as np
+
+    from slac import envs
+    from slac.evaluate import evaluate
+
+    agent, state = _load_agent(args.run_dir, args.device)
+    cfg = agent.cfg
     env = envs.make(cfg.task, cfg.seed + 2_000_000, cfg.action_repeat, cfg.render_quality)
     try:
-        returns = evaluate(agent, env, args.episodes)
+        returns, _ = evaluate(agent, env, args.episodes)
     finally:
         env.close()
     print(f"{cfg.task} after {state['env_step']} env steps: return {np.mean(returns):.1f} "
           f"+- {np.std(returns):.1f} over {args.episodes} episodes")
+    return 0
+
+
+def cmd_viz(args: argparse.Namespace) -> int:
+    if args.steps <= 0:
+        raise ConfigError(f"--steps must be positive, got {args.steps}")
+    from pathlib import Path
+
+    from slac import envs, viz
+    from slac.evaluate import run_episode
+
+    agent, state = _load_agent(args.run_dir, args.device)
+    out = Path(args.out or Path(args.run_dir) / "viz")
+    check_writable(str(out))
+    cfg = agent.cfg
+    env = envs.make(cfg.task, cfg.seed + 3_000_000, cfg.action_repeat, cfg.render_quality)
+    try:
+        episode = run_episode(agent, env, record=True, max_steps=args.steps)
+    finally:
+        env.close()
+    rows = viz.predictions(agent.model, episode.frames, episode.actions)
+    out.mkdir(parents=True, exist_ok=True)
+    png = viz.save_png(viz.grid(rows), out / "predictions.png")
+    video = viz.save_video(viz.video_frames(rows), out / "predictions.mp4", fps=4)
+    print(f"{cfg.task} after {state['env_step']} env steps, {len(episode.actions)} steps: "
+          f"{png} and {video}")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from slac import plot
+
+    try:
+        table = plot.plot(args.run_dirs, args.out, args.band)
+    except (FileNotFoundError, ValueError) as e:
+        raise ConfigError(str(e)) from None
+    print(table)
+    print(f"figure: {args.out}")
     return 0
 
 
@@ -140,12 +201,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "tasks":
             return cmd_tasks()
-        if args.command == "train":
-            return cmd_train(args)
-        return cmd_eval(args)
+        commands = {"train": cmd_train, "eval": cmd_eval, "viz": cmd_viz, "plot": cmd_plot}
+        return commands[args.command](args)
     except ConfigError as e:
         print(f"slac: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into head & co.
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("\nslac: interrupted", file=sys.stderr)
         return 130

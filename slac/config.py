@@ -72,6 +72,7 @@ class Config:
     log_every: int = _f(1_000, "environment steps between train.csv rows")
     checkpoint_every: int = _f(10_000, "environment steps between checkpoints (also on INT/TERM)")
     pretrain_checkpoint_every: int = _f(2_000, "model pretraining updates between checkpoints")
+    video: bool = _f(False, "save an mp4 of one evaluation episode per evaluation (RUN_DIR/videos)")
     model_lr: float = _f(1e-4, "Adam learning rate of the latent model")
     actor_lr: float = _f(3e-4, "Adam learning rate of the actor")
     critic_lr: float = _f(3e-4, "Adam learning rate of the critics")
@@ -174,7 +175,7 @@ def check_writable(run_dir: str) -> None:
 
 
 # May differ when a run is resumed: they change how long or where it runs, not what it learns.
-RESUMABLE_CHANGES = ("run_dir", "env_steps", "threads", "device", "log_every")
+RESUMABLE_CHANGES = ("run_dir", "env_steps", "threads", "device", "log_every", "video")
 
 
 def differences(stored: Config, given: dict) -> list[str]:

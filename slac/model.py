@@ -100,6 +100,19 @@ class LatentModel(nn.Module):
         stack = [torch.stack(v, 1) for v in (z1s, z2s, qm, qs, pm, ps)]
         return Filtered(*stack)
 
+    def prior_step(self, z2: torch.Tensor, action: torch.Tensor):
+        """z1 ~ p(z1 | z2, a), z2' ~ p(z2 | z1, z2, a): one step of the generative model."""
+        m1, s1 = self.z1_prior(z2, action)
+        z1 = m1 + s1 * torch.randn_like(m1)
+        m2, s2 = self.z2_prior(z1, z2, action)
+        return z1, m2 + s2 * torch.randn_like(m2)
+
+    def prior_start(self, batch: int, device: torch.device | str = "cpu"):
+        """z1 ~ N(0, I), z2 ~ p(z2 | z1): the first step of the generative model."""
+        z1 = torch.randn(batch, self.z1_dim, device=device)
+        m2, s2 = self.z2_prior_init(z1)
+        return z1, m2 + s2 * torch.randn_like(m2)
+
     def loss(
         self,
         frames: torch.Tensor,

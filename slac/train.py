@@ -28,8 +28,6 @@ from slac.logger import Logger, Progress
 from slac.replay import Replay
 from slac.tasks import get_task
 
-PHASES = ("random", "pretrain", "train")
-
 
 class NonFiniteLoss(FloatingPointError):
     pass
@@ -55,6 +53,8 @@ def replay_margin(cfg: Config) -> int:
 class Trainer:
     """Owns a run: environments, replay, agent, counters, logs. ``cfg`` must be resolved;
     ``resume`` is a checkpoint of the same run."""
+
+    VIZ_STEPS = 16  # steps of the model-prediction grid logged at each evaluation
 
     def __init__(self, cfg: Config, resume: dict | None = None):
         self.cfg = cfg
@@ -258,7 +258,9 @@ class Trainer:
 
     def _evaluate(self) -> None:
         self.progress.message(f"evaluating at {self.env_step} env steps ...")
-        returns = evaluate(self.agent, self.eval_env, self.cfg.eval_episodes)
+        returns, episode = evaluate(self.agent, self.eval_env, self.cfg.eval_episodes,
+                                    record_first=True)
+        self._picture(episode)
         self.last_eval = float(returns.mean())
         self.last_eval_step = self.env_step
         self.logger.log_eval({
@@ -278,6 +280,19 @@ class Trainer:
         checkpoint.save_agent(self.run_dir, self.agent, {
             "env_step": self.env_step, "action_dim": self.action_dim, "config": to_dict(self.cfg),
         })
+
+    def _picture(self, episode) -> None:
+        """Model predictions (Appendix E) to TensorBoard; the episode as a video if asked."""
+        from slac import viz
+
+        n = min(self.VIZ_STEPS, len(episode.actions))
+        rows = viz.predictions(self.agent.model, episode.frames[:n + 1], episode.actions[:n])
+        self.logger.tb.add_image("model/predictions", viz.grid(rows), self.env_step,
+                                 dataformats="HWC")
+        if self.cfg.video:
+            (self.run_dir / "videos").mkdir(exist_ok=True)
+            big = [f.repeat(4, 0).repeat(4, 1) for f in episode.frames]
+            viz.save_video(big, self.run_dir / "videos" / f"eval-{self.env_step:09d}.mp4", fps=25)
 
     def _accumulate(self, stats: dict[str, torch.Tensor]) -> None:
         values = torch.stack([v.float() for v in stats.values()])

@@ -1,31 +1,15 @@
 """The command line, end to end in subprocesses, and its errors for bad input."""
 
 import csv
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-SLAC = [sys.executable, "-m", "slac.cli"]
-TINY = ["--task", "cartpole-swingup", "--env-steps", "800", "--random-steps", "400",
-        "--pretrain-updates", "3", "--batch-size", "8", "--model-batch-size", "4",
-        "--eval-every", "400", "--eval-episodes", "1", "--threads", "1"]
+from conftest import TINY, run
 
 
-def run(*args, timeout=600):
-    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
-    return subprocess.run([*SLAC, *args], capture_output=True, text=True, timeout=timeout,
-                          env=env)
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("cli") / "run"
-    done = run("train", "--run-dir", str(run_dir), *TINY)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return run_dir
+@pytest.fixture
+def trained(trained_run):
+    return trained_run
 
 
 def test_train_writes_run_directory(trained):
@@ -62,7 +46,7 @@ def test_help_documents_every_flag_on_one_line():
     out = run("train", "--help").stdout
     for f in dataclasses.fields(Config):
         flag = "--" + f.name.replace("_", "-")
-        lines = [ln for ln in out.splitlines() if ln.strip().startswith(flag + " ")]
+        lines = [ln for ln in out.splitlines() if ln.strip().startswith((flag + " ", flag + ","))]
         assert len(lines) == 1 and len(lines[0].split(flag, 1)[1].split()) > 2, flag
 
 

@@ -21,7 +21,7 @@ from slac.config import (
     resolve,
     with_preset,
 )
-from slac.tasks import TASKS
+from slac.tasks import TASKS, get_task
 
 
 class _Parser(argparse.ArgumentParser):
@@ -90,10 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_tasks() -> int:
-    print(f"{'task':<22}{'suite':<7}{'action repeat':>14}{'decoder var':>13}{'random steps':>14}")
+    print(f"{'task':<22}{'suite':<7}{'action repeat':>14}{'decoder var':>13}{'random steps':>14}"
+          f"{'pretraining':>13}{'updates/step':>14}")
     for name, t in TASKS.items():
         print(f"{name:<22}{t.suite:<7}{t.action_repeat:>14}{t.decoder_var:>13}"
-              f"{t.random_steps:>14}")
+              f"{t.random_steps:>14}{t.pretrain_updates:>13}{t.updates_per_step:>14}")
+    print("gym:<id>: any Gymnasium environment that renders rgb_array and has Box actions, "
+          "with the Gym protocol at action repeat 1")
     return 0
 
 
@@ -117,9 +120,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         cfg = resolve(default)
     check_writable(cfg.run_dir)
+    from slac.envs import EnvError
     from slac.train import Trainer
 
-    return Trainer(cfg, resume).run()
+    try:
+        trainer = Trainer(cfg, resume)
+    except EnvError as e:
+        raise ConfigError(str(e)) from None
+    return trainer.run()
 
 
 def _load_agent(run_dir: str, device_name: str):
@@ -133,7 +141,7 @@ def _load_agent(run_dir: str, device_name: str):
     except FileNotFoundError as e:
         raise ConfigError(str(e)) from None
     cfg = from_dict(state["config"])
-    agent = SLACAgent(cfg, state["action_dim"], device, TASKS[cfg.task].policy_std_scale)
+    agent = SLACAgent(cfg, state["action_dim"], device, get_task(cfg.task).policy_std_scale)
     agent.load_state_dict(state["agent"])
     return agent, state
 

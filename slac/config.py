@@ -49,10 +49,14 @@ class Config:
         1_000_000, "environment (simulator) steps to train for, random ones included"
     )
     random_steps: int | None = _f(
-        None, "environment steps of random collection (default: 10 episodes)"
+        None, "environment steps of random collection (default: DMC 10 episodes, Gym 10k steps)"
     )
-    pretrain_updates: int = _f(50_000, "model-only updates on the random data before acting")
-    updates_per_step: int = _f(1, "gradient updates per agent step")
+    pretrain_updates: int | None = _f(
+        None, "model-only updates on the random data before acting (default: DMC 50k, Gym 100k)"
+    )
+    updates_per_step: int | None = _f(
+        None, "gradient updates per agent step (default: DMC 1, Gym 3)"
+    )
     batch_size: int = _f(256, "sequences per actor-critic batch")
     model_batch_size: int = _f(32, "sequences of that batch used by the model loss")
     sequence_length: int = _f(8, "steps per replayed sequence (frames = steps + 1)")
@@ -121,6 +125,10 @@ def resolve(cfg: Config) -> Config:
         c.decoder_var = spec.decoder_var
     if c.random_steps is None:
         c.random_steps = spec.random_steps
+    if c.pretrain_updates is None:
+        c.pretrain_updates = spec.pretrain_updates
+    if c.updates_per_step is None:
+        c.updates_per_step = spec.updates_per_step
     if c.run_dir is None:
         c.run_dir = os.path.join("runs", f"{c.task}-seed{c.seed}")
     for name in POSITIVE + ("action_repeat", "random_steps"):

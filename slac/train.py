@@ -60,7 +60,6 @@ class Trainer:
         self.cfg = cfg
         self.spec = get_task(cfg.task)
         self.run_dir = Path(cfg.run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.device = resolve_device(cfg.device)
@@ -71,6 +70,7 @@ class Trainer:
         self.eval_env = envs.make(cfg.task, cfg.seed + 1_000_000, cfg.action_repeat,
                                   cfg.render_quality)
         self.action_dim = self.env.action_dim
+        self.run_dir.mkdir(parents=True, exist_ok=True)  # after the environments proved usable
         if resume is None:
             for stale in ("replay", "tb", checkpoint.CHECKPOINT_DIR):
                 shutil.rmtree(self.run_dir / stale, ignore_errors=True)
@@ -364,6 +364,8 @@ class Trainer:
         self.rng.bit_generator.state = state["rng"]["numpy"]
         self.replay.load_state_dict(state["replay"])
         self.env.set_state(state["env"])
+        if not state["env"].get("exact", True):  # this environment restarts its episode
+            self.in_episode = False
         self.eval_env.set_state(state["eval_env"])
         self.history.frames, self.history.actions = state["history"]
 

@@ -18,6 +18,10 @@ gl.configure()  # before anything imports mujoco
 RENDER_QUALITIES = ("paper", "fast")
 
 
+class EnvError(ValueError):
+    """An environment that cannot be used (unknown, no pixels, discrete actions): bad input."""
+
+
 @dataclass
 class Step:
     obs: np.ndarray  # uint8 (3, H, W): the frame after the last repeated step
@@ -63,4 +67,8 @@ def make(
         from slac.envs.dmc import DMCEnv
 
         return DMCEnv(spec.name, seed, repeat, render_quality, size)
+    if spec.suite == "gym":
+        from slac.envs.gym import GymEnv
+
+        return GymEnv(spec.name, seed, repeat, render_quality, size)
     raise ValueError(f"unknown suite {spec.suite!r}")

@@ -73,6 +73,7 @@ class DMCEnv:
             "reset_next_step": self._env._reset_next_step,
             "task_random": self._env.task.random.get_state(),
             "last_obs": self._last_obs,
+            "exact": True,
         }
 
     def set_state(self, state: dict) -> None:

@@ -13,6 +13,7 @@ import types
 import typing
 
 from slac.config import (
+    PRESETS,
     Config,
     ConfigError,
     check_writable,
@@ -80,6 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
     vz.add_argument("--out", help="output directory [RUN_DIR/viz]")
     vz.add_argument("--steps", type=int, default=16, help="steps of the sequence [16]")
     vz.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                    help="auto|cpu|cuda [auto]")
+    bn = sub.add_parser("bench", help="seconds per update, FLOPs and the fraction of peak here")
+    bn.add_argument("--json", help="write the figures to this JSON file")
+    bn.add_argument("--task", default="cheetah-run", help="task whose sizes to use [cheetah-run]")
+    bn.add_argument("--iterations", type=int, default=5, help="timed repeats of each part [5]")
+    bn.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores) [0]")
+    bn.add_argument("--preset", choices=tuple(PRESETS), help="measure a preset's sizes")
+    bn.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                     help="auto|cpu|cuda [auto]")
     pl = sub.add_parser("plot", help="return against environment steps, with the published curve")
     pl.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories")
@@ -192,6 +201,24 @@ def cmd_viz(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    if args.iterations <= 0:
+        raise ConfigError(f"--iterations must be positive, got {args.iterations}")
+    import json
+
+    from slac import bench
+
+    given = {"task": args.task, "threads": args.threads, "device": args.device,
+             "preset": args.preset}
+    cfg = resolve(Config(**with_preset({k: v for k, v in given.items() if v is not None})))
+    result = bench.run(cfg, args.iterations)
+    print(bench.report(result))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    return 0
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from slac import plot
 
@@ -209,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "tasks":
             return cmd_tasks()
-        commands = {"train": cmd_train, "eval": cmd_eval, "viz": cmd_viz, "plot": cmd_plot}
+        commands = {"train": cmd_train, "eval": cmd_eval, "viz": cmd_viz, "plot": cmd_plot,
+                    "bench": cmd_bench}
         return commands[args.command](args)
     except ConfigError as e:
         print(f"slac: error: {e}", file=sys.stderr)

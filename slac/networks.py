@@ -48,20 +48,23 @@ class Encoder(nn.Module):
     def __init__(self, out: int = 256, width: int = 32):
         super().__init__()
         w = width
+        act = lambda: nn.LeakyReLU(LEAK, inplace=True)  # noqa: E731 - conv outputs are scratch
         self.net = nn.Sequential(
-            nn.Conv2d(3, w, 5, 2, 2), nn.LeakyReLU(LEAK),
-            nn.Conv2d(w, 2 * w, 3, 2, 1), nn.LeakyReLU(LEAK),
-            nn.Conv2d(2 * w, 4 * w, 3, 2, 1), nn.LeakyReLU(LEAK),
-            nn.Conv2d(4 * w, 8 * w, 3, 2, 1), nn.LeakyReLU(LEAK),
-            nn.Conv2d(8 * w, out, 4, 1, 0), nn.LeakyReLU(LEAK),
+            nn.Conv2d(3, w, 5, 2, 2), act(),
+            nn.Conv2d(w, 2 * w, 3, 2, 1), act(),
+            nn.Conv2d(2 * w, 4 * w, 3, 2, 1), act(),
+            nn.Conv2d(4 * w, 8 * w, 3, 2, 1), act(),
+            nn.Conv2d(8 * w, out, 4, 1, 0), act(),
         )
+
+    CHUNK = 144  # frames per pass: 16 sequences of 9 stay in cache (2x faster here, same result)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 frames (..., H, W, 3) -> features (..., out)."""
         lead = frames.shape[:-3]
         x = frames.reshape(-1, *frames.shape[-3:]).permute(0, 3, 1, 2)  # channels-last view
-        x = x.float().div_(255.0)
-        return self.net(x).reshape(*lead, -1)
+        chunks = [self.net(c.float().div_(255.0)) for c in x.split(self.CHUNK)]
+        return torch.cat(chunks).reshape(*lead, -1)
 
 
 class Decoder(nn.Module):
@@ -71,18 +74,22 @@ class Decoder(nn.Module):
     def __init__(self, inp: int, width: int = 32):
         super().__init__()
         w = width
+        act = lambda: nn.LeakyReLU(LEAK, inplace=True)  # noqa: E731 - conv outputs are scratch
         self.net = nn.Sequential(
-            nn.ConvTranspose2d(inp, 8 * w, 4, 1, 0), nn.LeakyReLU(LEAK),
-            nn.ConvTranspose2d(8 * w, 4 * w, 3, 2, 1, 1), nn.LeakyReLU(LEAK),
-            nn.ConvTranspose2d(4 * w, 2 * w, 3, 2, 1, 1), nn.LeakyReLU(LEAK),
-            nn.ConvTranspose2d(2 * w, w, 3, 2, 1, 1), nn.LeakyReLU(LEAK),
+            nn.ConvTranspose2d(inp, 8 * w, 4, 1, 0), act(),
+            nn.ConvTranspose2d(8 * w, 4 * w, 3, 2, 1, 1), act(),
+            nn.ConvTranspose2d(4 * w, 2 * w, 3, 2, 1, 1), act(),
+            nn.ConvTranspose2d(2 * w, w, 3, 2, 1, 1), act(),
             nn.ConvTranspose2d(w, 3, 5, 2, 2, 1),
         )
+
+    CHUNK = 144
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """z (..., inp) -> mean image (..., 3, 64, 64) in [0, 1] units."""
         lead = z.shape[:-1]
-        x = self.net(z.reshape(-1, z.shape[-1], 1, 1))
+        flat = z.reshape(-1, z.shape[-1], 1, 1)
+        x = torch.cat([self.net(c) for c in flat.split(self.CHUNK)])
         return x.reshape(*lead, *x.shape[1:])
 
 

@@ -1,0 +1,220 @@
+"""``slac bench``: how fast one SLAC update runs here, against this machine's own peak.
+
+In one process and one run: seconds per model update, per actor-critic update and per full
+iteration at the configured sizes (median and min over repeats after warm-up), rendered
+environment steps per second, FLOPs per iteration counted by ``torch.utils.flop_counter``,
+achieved GFLOP/s, and the fp32 peak measured by a large GEMM and by the model's own largest
+convolution. How busy the rest of the machine was during the run is measured and reported,
+since two cores shared with anything else skew every figure.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import statistics
+import tempfile
+import time
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from slac import envs
+from slac.agent import SLACAgent
+from slac.config import Config
+from slac.replay import Batch, Replay
+from slac.tasks import get_task
+
+
+def _cpu_ticks() -> tuple[int, int]:
+    """(busy ticks of the whole machine, ticks of this process) so far."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    busy = sum(fields) - fields[3] - fields[4]  # minus idle and iowait
+    t = os.times()
+    return busy, int((t.user + t.system + t.children_user + t.children_system) * 100)
+
+
+def _timed(fn, repeats: int, warmup: int = 1) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(repeats):
+        _sync()
+        t0 = time.perf_counter()
+        fn()
+        _sync()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def gemm_peak(device: torch.device, n: int = 2048, repeats: int = 5) -> float:
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    t = min(_timed(lambda: a @ b, repeats))
+    return 2 * n**3 / t / 1e9
+
+
+def largest_conv_peak(agent: SLACAgent, frames: torch.Tensor, repeats: int = 5) -> float:
+    """GFLOP/s of the encoder layer with the most FLOPs, run alone on a large batch."""
+    x = frames.reshape(-1, *frames.shape[-3:]).permute(0, 3, 1, 2).float().div(255)
+    best, best_flops, best_input = None, 0, None
+    with torch.no_grad():
+        for layer in agent.model.encoder.net:
+            if isinstance(layer, torch.nn.Conv2d):
+                with FlopCounterMode(display=False) as fc:
+                    layer(x)
+                if fc.get_total_flops() > best_flops:
+                    best, best_flops, best_input = layer, fc.get_total_flops(), x
+            x = layer(x)
+        t = min(_timed(lambda: best(best_input), repeats))
+    return best_flops / t / 1e9
+
+
+def synthetic_replay(cfg: Config, action_dim: int, steps: int = 2_000) -> Replay:
+    rng = np.random.default_rng(0)
+    replay = Replay(steps, action_dim, seed=0)
+    episode = 250
+    for i in range(steps):
+        if i % episode == 0:
+            replay.start_episode(rng.integers(0, 256, (3, 64, 64), dtype=np.uint8))
+        replay.add(rng.uniform(-1, 1, action_dim).astype(np.float32), float(rng.normal()),
+                   rng.integers(0, 256, (3, 64, 64), dtype=np.uint8), False)
+    return replay
+
+
+def env_speed(cfg: Config, seconds: float = 5.0) -> tuple[float, float]:
+    """(environment steps/s, agent steps/s) of rendered stepping with random actions."""
+    env = envs.make(cfg.task, cfg.seed, cfg.action_repeat, cfg.render_quality)
+    rng = np.random.default_rng(0)
+    env.reset()
+    steps = agent_steps = 0
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        s = env.step(rng.uniform(-1, 1, env.action_dim))
+        steps += s.env_steps
+        agent_steps += 1
+        if s.done:
+            env.reset()
+    dt = time.perf_counter() - t0
+    env.close()
+    return steps / dt, agent_steps / dt
+
+
+def replay_bytes(cfg: Config, action_dim: int) -> int:
+    """Bytes a run's replay of ``replay_capacity`` steps maps (margin included)."""
+    from slac.train import replay_margin
+
+    with tempfile.TemporaryDirectory() as d:
+        r = Replay(cfg.replay_capacity, action_dim, directory=d, margin=replay_margin(cfg))
+        return r.nbytes()
+
+
+def run(cfg: Config, iterations: int = 5) -> dict:
+    """The measurements, as a dict (the JSON of ``slac bench --json``)."""
+    from slac.train import resolve_device
+
+    device = resolve_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    spec = get_task(cfg.task)
+    probe = envs.make(cfg.task, cfg.seed, cfg.action_repeat, cfg.render_quality)
+    action_dim = probe.action_dim
+    probe.close()
+    ticks0, wall0 = _cpu_ticks(), time.perf_counter()
+    agent = SLACAgent(cfg, action_dim, device, spec.policy_std_scale)
+    replay = synthetic_replay(cfg, action_dim)
+    batches = [replay.sample(cfg.batch_size, cfg.sequence_length) for _ in range(iterations + 1)]
+    it = iter(batches * 4)
+    mb = cfg.model_batch_size
+
+    def model_update():
+        b = next(it)
+        agent.update_model(Batch(*(getattr(b, f)[:mb] for f in Batch.__annotations__)))
+
+    def actor_critic_update():
+        b = next(it).to(device)
+        with torch.no_grad():
+            f = agent.model.encoder(b.frames)
+            z = agent.model.filter(f, b.actions, b.first).z
+        agent.update_actor_critic(f, z, b)
+
+    def iteration():
+        agent.update(next(it))
+
+    with FlopCounterMode(display=False) as fc:
+        agent.update(batches[0])
+    flops = fc.get_total_flops()
+    t_model = _timed(model_update, iterations)
+    t_ac = _timed(actor_critic_update, iterations)
+    t_iter = _timed(iteration, iterations)
+    peak_gemm = gemm_peak(device)
+    peak_conv = largest_conv_peak(agent, batches[0].frames[:64].to(device))
+    env_steps_s, agent_steps_s = env_speed(cfg)
+    ticks1, wall1 = _cpu_ticks(), time.perf_counter()
+    cores = os.cpu_count() or 1
+    hz = os.sysconf("SC_CLK_TCK")
+    other = max(0.0, ((ticks1[0] - ticks0[0]) - (ticks1[1] - ticks0[1])) / hz / (wall1 - wall0))
+    peak = max(peak_gemm, peak_conv)
+    achieved = flops / statistics.median(t_iter) / 1e9
+    return {
+        "task": cfg.task,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "batch_size": cfg.batch_size,
+        "model_batch_size": cfg.model_batch_size,
+        "sequence_length": cfg.sequence_length,
+        "iterations": iterations,
+        "iteration_s": statistics.median(t_iter),
+        "iteration_min_s": min(t_iter),
+        "model_update_s": statistics.median(t_model),
+        "model_update_min_s": min(t_model),
+        "actor_critic_update_s": statistics.median(t_ac),
+        "actor_critic_update_min_s": min(t_ac),
+        "env_steps_per_s": env_steps_s,
+        "agent_steps_per_s": agent_steps_s,
+        "flops_per_iteration": flops,
+        "achieved_gflops": achieved,
+        "peak_gflops_gemm": peak_gemm,
+        "peak_gflops_conv": peak_conv,
+        "peak_gflops": peak,
+        "fraction_of_peak": achieved / peak,
+        "replay_bytes": replay_bytes(cfg, action_dim),
+        "max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "other_load_cores": other,
+        "cores": cores,
+        "loadavg_1min": os.getloadavg()[0],
+    }
+
+
+def report(r: dict) -> str:
+    lines = [
+        f"slac bench: {r['task']} on {r['device']} with {r['threads']} threads, batch "
+        f"{r['batch_size']} (model {r['model_batch_size']}) x {r['sequence_length'] + 1} frames, "
+        f"{r['iterations']} repeats",
+        f"  full iteration     {r['iteration_s']:.3f} s median, {r['iteration_min_s']:.3f} s min",
+        f"  model update       {r['model_update_s']:.3f} s median, "
+        f"{r['model_update_min_s']:.3f} s min",
+        f"  actor-critic       {r['actor_critic_update_s']:.3f} s median, "
+        f"{r['actor_critic_update_min_s']:.3f} s min",
+        f"  FLOPs/iteration    {r['flops_per_iteration'] / 1e9:.1f} GFLOP (counted)",
+        f"  achieved           {r['achieved_gflops']:.1f} GFLOP/s",
+        f"  peak               {r['peak_gflops']:.1f} GFLOP/s (GEMM {r['peak_gflops_gemm']:.1f}, "
+        f"largest conv {r['peak_gflops_conv']:.1f})",
+        f"  fraction of peak   {r['fraction_of_peak']:.2f}",
+        f"  environment        {r['env_steps_per_s']:.0f} env steps/s "
+        f"({r['agent_steps_per_s']:.0f} agent steps/s, rendered)",
+        f"  replay of 100k     {r['replay_bytes'] / 2**30:.2f} GiB mapped; process peak RSS "
+        f"{r['max_rss_bytes'] / 2**30:.2f} GiB",
+        f"  machine load       {r['other_load_cores']:.2f} of {r['cores']} cores busy with "
+        f"other processes during the run (1-min load average {r['loadavg_1min']:.2f})",
+    ]
+    if r["other_load_cores"] > 0.2:
+        lines.append("  WARNING: the machine was busy; figures are skewed. Rerun it quiet.")
+    return "\n".join(lines)

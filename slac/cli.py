@@ -205,17 +205,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.iterations <= 0:
         raise ConfigError(f"--iterations must be positive, got {args.iterations}")
     import json
+    from pathlib import Path
 
     from slac import bench
 
+    if args.json:  # fail now, not after the measurements
+        check_writable(str(Path(args.json).absolute().parent))
     given = {"task": args.task, "threads": args.threads, "device": args.device,
              "preset": args.preset}
     cfg = resolve(Config(**with_preset({k: v for k, v in given.items() if v is not None})))
     result = bench.run(cfg, args.iterations)
     print(bench.report(result))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+        Path(args.json).absolute().parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     return 0
 
 

@@ -1,0 +1,136 @@
+"""The agent's update against a plain, readable computation of Eq. (7)-(10).
+
+Same batch, same random draws (pre-drawn in the order the agent draws them), every sequence and
+time step handled one at a time with torch.distributions, unchunked functional conv layers. The
+losses and every gradient must agree within fp32 tolerance, so speed never changes the algorithm.
+"""
+
+import copy
+import dataclasses
+import math
+
+import torch
+from test_agent import make_batch
+from test_equivalence import plain_decoder, plain_encoder
+from torch.distributions import Normal, kl_divergence
+from torch.nn import functional as F
+
+from slac.agent import SLACAgent
+
+
+def filter_one(model, f, a, first, e1, e2):
+    """Filtering posterior of one sequence: latents z_t and KL_t (Eq. 7), one step at a time."""
+    zs, kls, z2 = [], [], None
+    for t in range(f.shape[0]):
+        restart = t == 0 or bool(first[t])
+        if restart:
+            q = Normal(*model.z1_posterior_init(f[t]))
+            p = Normal(torch.zeros(model.z1_dim), torch.ones(model.z1_dim))
+        else:
+            q = Normal(*model.z1_posterior(f[t], z2, a[t - 1]))
+            p = Normal(*model.z1_prior(z2, a[t - 1]))
+        z1 = q.mean + q.stddev * e1[t]
+        p2 = Normal(*(model.z2_prior_init(z1) if restart else model.z2_prior(z1, z2, a[t - 1])))
+        z2 = p2.mean + p2.stddev * e2[t]
+        zs.append(torch.cat([z1, z2]))
+        kls.append(kl_divergence(q, p).sum())
+    return torch.stack(zs), torch.stack(kls)
+
+
+def tanh_normal(actor, feats, acts, eps):
+    mean, std = actor(feats[None], acts[None])
+    u = mean[0] + std[0] * eps
+    logp = Normal(mean[0], std[0]).log_prob(u).sum() - torch.log(1 - torch.tanh(u) ** 2).sum()
+    return torch.tanh(u), logp
+
+
+def test_update_matches_plain_equations(small_cfg):
+    cfg = dataclasses.replace(small_cfg, batch_size=8, model_batch_size=4)
+    torch.manual_seed(0)
+    agent = SLACAgent(cfg, 1, torch.device("cpu"))
+    ref = copy.deepcopy(agent)
+    b = make_batch(cfg, seed=0)
+    B, T, mb = cfg.batch_size, cfg.sequence_length + 1, cfg.model_batch_size
+    # the masks must matter: sequences crossing an episode start in both parts of the batch
+    assert b.first[:mb, 1:].any() and b.first[mb:, 1:].any()
+    torch.manual_seed(11)
+    stats = agent.update(b)
+
+    torch.manual_seed(11)  # the agent's draws, in its order
+    e_head = [(torch.randn(mb, cfg.z1_dim), torch.randn(mb, cfg.z2_dim)) for _ in range(T)]
+    e_tail = [(torch.randn(B - mb, cfg.z1_dim), torch.randn(B - mb, cfg.z2_dim)) for _ in range(T)]
+    eps_target, eps_actor = torch.randn(B, 1), torch.randn(B, 1)
+    e1 = torch.cat([torch.stack([e[0] for e in e_head], 1), torch.stack([e[0] for e in e_tail], 1)])
+    e2 = torch.cat([torch.stack([e[1] for e in e_head], 1), torch.stack([e[1] for e in e_tail], 1)])
+
+    model = ref.model
+    feats = plain_encoder(model.encoder, b.frames)
+    start = [max(t for t in range(T) if t == 0 or b.first[i, t]) for i in range(B)]
+
+    # Eq. (7) with the reward model, on the first mb sequences
+    loss_m, sums = 0.0, {"image_nll": 0.0, "kl": 0.0, "reward_nll": 0.0}
+    latents = []
+    for i in range(B):
+        z, kl = filter_one(model, feats[i], b.actions[i], b.first[i], e1[i], e2[i])
+        latents.append(z)
+        if i >= mb:
+            continue
+        x = b.frames[i].permute(0, 3, 1, 2).float() / 255
+        mean = plain_decoder(model.decoder, z)
+        for t in range(start[i], T):
+            nll = -Normal(mean[t], math.sqrt(cfg.decoder_var)).log_prob(x[t]).sum()
+            sums["image_nll"] += nll / mb
+            sums["kl"] += kl[t] / mb
+            if t < T - 1:
+                r = Normal(*model.reward(z[t], b.actions[i, t], z[t + 1]))
+                sums["reward_nll"] += -r.log_prob(b.rewards[i, t : t + 1]).sum() / mb
+    loss_m = sums["image_nll"] + sums["kl"] + sums["reward_nll"]
+    for k, v in sums.items():
+        torch.testing.assert_close(stats[k], v.detach(), rtol=1e-4, atol=1e-3)
+    g_model = torch.autograd.grad(loss_m, list(model.parameters()))
+    for p, g in zip(agent.model.parameters(), g_model, strict=True):
+        torch.testing.assert_close(p.grad, g, rtol=2e-3, atol=1e-4)
+
+    # Eq. (8)-(9): critics on latents of the pre-update model, at the last transition
+    z_all = torch.stack(latents).detach()
+    f_all = feats.detach()
+
+    def history(i):  # frames before the newest episode start -> its first frame; actions -> 0
+        f = torch.stack([f_all[i, max(t, start[i])] for t in range(1, T)])
+        a = torch.stack([b.actions[i, t] * (t >= start[i]) for t in range(1, T - 1)])
+        return f, a
+
+    alpha = ref.log_alpha.exp().detach()
+    q_losses = []
+    for i in range(B):
+        with torch.no_grad():
+            a_next, logp_next = tanh_normal(ref.actor, *history(i), eps_target[i])
+            v = torch.min(*ref.critic_target(z_all[i, -1][None], a_next[None])) - alpha * logp_next
+            y = b.rewards[i, -1] + cfg.gamma * (1 - b.terminals[i, -1]) * v
+        q1, q2 = ref.critic(z_all[i, -2][None], b.actions[i, -1][None])
+        q_losses.append(0.5 * ((q1 - y) ** 2 + (q2 - y) ** 2))
+    critic_loss = torch.stack(q_losses).mean()
+    torch.testing.assert_close(stats["critic_loss"], critic_loss.detach(), rtol=1e-4, atol=1e-5)
+    g_critic = torch.autograd.grad(critic_loss, list(ref.critic.parameters()))
+    for p, g in zip(agent.critic.parameters(), g_critic, strict=True):
+        torch.testing.assert_close(p.grad, g, rtol=1e-3, atol=1e-6)
+
+    # Eq. (10) and the temperature, with the critics after their step (Algorithm 1's order)
+    for p, g in zip(ref.critic.parameters(), g_critic, strict=True):
+        p.grad = g
+    ref.critic_opt.step()
+    actor_terms, logps = [], []
+    for i in range(B):
+        a, logp = tanh_normal(ref.actor, *history(i), eps_actor[i])
+        q = torch.min(*ref.critic(z_all[i, -1][None], a[None]))
+        actor_terms.append(alpha * logp - q)
+        logps.append(logp)
+    actor_loss = torch.stack(actor_terms).mean()
+    torch.testing.assert_close(stats["actor_loss"], actor_loss.detach(), rtol=1e-4, atol=1e-5)
+    g_actor = torch.autograd.grad(actor_loss, list(ref.actor.parameters()))
+    for p, g in zip(agent.actor.parameters(), g_actor, strict=True):
+        torch.testing.assert_close(p.grad, g, rtol=1e-3, atol=1e-6)
+    alpha_loss = -(ref.log_alpha * (torch.stack(logps).detach() - 1.0)).mean()  # target -|A|
+    torch.testing.assert_close(agent.log_alpha.grad,
+                               torch.autograd.grad(alpha_loss, ref.log_alpha)[0])
+    assert F.mse_loss(stats["entropy"], -torch.stack(logps).mean().detach()) < 1e-8

@@ -15,8 +15,16 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@touch $@
 
+# With a GPU: the paper's configuration. Without one: the cpu preset (same method, smaller sizes
+# and budgets), so that a first run learns something visible within hours, not days.
 train: setup
-	$(BIN)/slac train --task cheetah-run --seed 0 --run-dir runs/cheetah-run-seed0 $(ARGS)
+	@if $(BIN)/python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then \
+	  echo "make train: GPU found: the paper's configuration on cheetah-run"; \
+	  $(BIN)/slac train --task cheetah-run --seed 0 --run-dir runs/cheetah-run-seed0 $(ARGS); \
+	else \
+	  echo "make train: no GPU: using --preset cpu ($$($(BIN)/python -c 'from slac.config import describe_preset; print(describe_preset("cpu"))')) on cheetah-run"; \
+	  $(BIN)/slac train --preset cpu --task cheetah-run --seed 0 --run-dir runs/cheetah-run-seed0-cpu $(ARGS); \
+	fi
 
 test: setup
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q tests

@@ -20,7 +20,7 @@ AGENT_FILE = "agent.pt"
 CHECKPOINT_DIR = "checkpoints"
 MAGIC = b"SLACCKPT1\n"
 KEEP = 2
-_NAME = re.compile(r"^ckpt-(\d+)\.pt$")
+_NAME = re.compile(r"^ckpt-(\d+)-(\d+)\.pt$")
 
 
 class CorruptCheckpoint(ValueError):
@@ -79,14 +79,16 @@ def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
     d = Path(run_dir) / CHECKPOINT_DIR
     if not d.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in d.iterdir() if (m := _NAME.match(p.name))]
+    found = [((int(m.group(1)), int(m.group(2))), p) for p in d.iterdir()
+             if (m := _NAME.match(p.name))]
     return [p for _, p in sorted(found, reverse=True)]
 
 
-def save_checkpoint(run_dir: str | os.PathLike, state: dict, index: int) -> Path:
+def save_checkpoint(run_dir: str | os.PathLike, state: dict, index: tuple[int, int]) -> Path:
+    """Save as the checkpoint at ``index`` (environment steps, pretraining updates)."""
     d = Path(run_dir) / CHECKPOINT_DIR
     d.mkdir(parents=True, exist_ok=True)
-    path = d / f"ckpt-{index:012d}.pt"
+    path = d / f"ckpt-{index[0]:012d}-{index[1]:09d}.pt"
     atomic_save(state, path)
     for old in list_checkpoints(run_dir)[KEEP:]:
         old.unlink(missing_ok=True)

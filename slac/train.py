@@ -92,8 +92,7 @@ class Trainer:
         self._last_log_step = 0
         if resume is not None:
             self._restore(resume)
-        else:
-            self._write_config()
+        self._write_config()  # the resolved config as this session runs it
         self._session_start = time.monotonic()
         self._window_t, self._window_env_step = time.monotonic(), self.env_step
         self.logger = Logger(self.run_dir, resume["logs"] if resume else None)
@@ -348,8 +347,8 @@ class Trainer:
 
     def save_checkpoint(self) -> None:
         self.replay.flush()  # the checkpoint must never refer to unflushed steps
-        checkpoint.save_checkpoint(self.run_dir, self.state_dict(), self.env_step * 10**6 +
-                                   self.pretrained)
+        checkpoint.save_checkpoint(self.run_dir, self.state_dict(),
+                                   (self.env_step, self.pretrained))
 
     def _restore(self, state: dict) -> None:
         for k, v in state["counters"].items():

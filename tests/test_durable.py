@@ -107,9 +107,9 @@ def test_changed_hyperparameter_is_refused_unless_overridden(reference):
 
 
 def test_damaged_newest_checkpoint_falls_back(tmp_path):
-    checkpoint.save_checkpoint(tmp_path, {"step": 1}, 1)
-    checkpoint.save_checkpoint(tmp_path, {"step": 2}, 2)
-    checkpoint.save_checkpoint(tmp_path, {"step": 3}, 3)
+    checkpoint.save_checkpoint(tmp_path, {"step": 1}, (0, 1_000_001))
+    checkpoint.save_checkpoint(tmp_path, {"step": 2}, (10, 5))
+    checkpoint.save_checkpoint(tmp_path, {"step": 3}, (10, 6))
     paths = checkpoint.list_checkpoints(tmp_path)
     assert len(paths) == checkpoint.KEEP == 2  # older ones are removed
     data = bytearray(paths[0].read_bytes())

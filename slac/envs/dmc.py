@@ -7,16 +7,14 @@ builds a scene each call.
 
 from __future__ import annotations
 
-import mujoco
 import numpy as np
 from absl import logging as absl_logging
 from dm_control import suite
 from dm_control.rl.control import PhysicsError
 
-from slac.envs import Step
+from slac.envs import Step, mj
 
 absl_logging.set_verbosity(absl_logging.ERROR)  # dm_control's deprecation chatter
-_FULL_STATE = mujoco.mjtState.mjSTATE_INTEGRATION
 
 
 class DMCEnv:
@@ -28,11 +26,8 @@ class DMCEnv:
         self.action_dim = int(spec.shape[0])
         self.action_repeat = action_repeat
         physics = self._env.physics
-        self._renderer = mujoco.Renderer(physics.model.ptr, size, size)
+        self._renderer = mj.make_renderer(physics.model.ptr, size, quality)
         self._last_obs = np.zeros((3, size, size), np.uint8)
-        if quality == "fast":
-            self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
-            self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
 
     def _render(self) -> np.ndarray:
         physics = self._env.physics
@@ -45,8 +40,7 @@ class DMCEnv:
         return self._last_obs
 
     def step(self, action: np.ndarray) -> Step:
-        action = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
-        action = self._low + (action + 1.0) * 0.5 * (self._high - self._low)
+        action = mj.rescale(action, self._low, self._high)
         reward, steps, time_step = 0.0, 0, None
         for _ in range(self.action_repeat):
             try:
@@ -64,11 +58,9 @@ class DMCEnv:
 
     def get_state(self) -> dict:
         """Everything that decides the future of this environment, mid-episode included."""
-        model, data = self._env.physics.model.ptr, self._env.physics.data.ptr
-        physics = np.empty(mujoco.mj_stateSize(model, _FULL_STATE))
-        mujoco.mj_getState(model, data, physics, _FULL_STATE)
+        physics = self._env.physics
         return {
-            "physics": physics,
+            "physics": mj.get_physics(physics.model.ptr, physics.data.ptr),
             "step_count": self._env._step_count,
             "reset_next_step": self._env._reset_next_step,
             "task_random": self._env.task.random.get_state(),
@@ -77,10 +69,8 @@ class DMCEnv:
         }
 
     def set_state(self, state: dict) -> None:
-        model, data = self._env.physics.model.ptr, self._env.physics.data.ptr
-        mujoco.mj_setState(model, data, state["physics"], _FULL_STATE)
-        mujoco.mj_forward(model, data)  # derived quantities, as after a step
-        mujoco.mj_setState(model, data, state["physics"], _FULL_STATE)  # warm start as saved
+        physics = self._env.physics
+        mj.set_physics(physics.model.ptr, physics.data.ptr, state["physics"])
         self._env._step_count = state["step_count"]
         self._env._reset_next_step = state["reset_next_step"]
         self._env.task.random.set_state(state["task_random"])

@@ -15,10 +15,9 @@ import os
 import mujoco
 import numpy as np
 
-from slac.envs import EnvError, Step
+from slac.envs import EnvError, Step, mj
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame-based renderers, headless
-_FULL_STATE = mujoco.mjtState.mjSTATE_INTEGRATION
 
 # Tracking cameras for the paper's tasks (body followed, distance, elevation), chosen so the body
 # fills a useful part of a 64x64 frame.
@@ -67,10 +66,7 @@ class GymEnv:
             isinstance(inner.model, mujoco.MjModel)
         self._renderer = None
         if self._mujoco:
-            self._renderer = mujoco.Renderer(inner.model, size, size)
-            if quality == "fast":
-                self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
-                self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
+            self._renderer = mj.make_renderer(inner.model, size, quality)
             self._camera = self._make_camera(env_id, inner)
         self._last_obs = np.zeros((3, size, size), np.uint8)
 
@@ -114,9 +110,8 @@ class GymEnv:
         return self._last_obs
 
     def step(self, action: np.ndarray) -> Step:
-        action = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
-        action = self._low + (action + 1.0) * 0.5 * (self._high - self._low)
-        action = action.reshape(self._env.action_space.shape).astype(self._env.action_space.dtype)
+        space = self._env.action_space
+        action = mj.rescale(action, self._low, self._high).reshape(space.shape).astype(space.dtype)
         reward, steps = 0.0, 0
         terminated = truncated = False
         for _ in range(self.action_repeat):  # stops early when the episode ends inside
@@ -135,9 +130,7 @@ class GymEnv:
                  "elapsed": _time_limit(self._env)._elapsed_steps, "last_obs": self._last_obs,
                  "exact": self._mujoco}
         if self._mujoco:
-            physics = np.empty(mujoco.mj_stateSize(inner.model, _FULL_STATE))
-            mujoco.mj_getState(inner.model, inner.data, physics, _FULL_STATE)
-            state["physics"] = physics
+            state["physics"] = mj.get_physics(inner.model, inner.data)
         return state
 
     def set_state(self, state: dict) -> None:
@@ -147,9 +140,7 @@ class GymEnv:
         if self._seeded and "physics" not in state:
             self._env.reset()
         if "physics" in state:
-            mujoco.mj_setState(inner.model, inner.data, state["physics"], _FULL_STATE)
-            mujoco.mj_forward(inner.model, inner.data)
-            mujoco.mj_setState(inner.model, inner.data, state["physics"], _FULL_STATE)
+            mj.set_physics(inner.model, inner.data, state["physics"])
             _time_limit(self._env)._elapsed_steps = state["elapsed"]
         inner.np_random.bit_generator.state = state["np_random"]
         self._last_obs = state["last_obs"]

@@ -112,10 +112,18 @@ def save_agent(run_dir: str | os.PathLike, agent, extra: dict) -> None:
 
 
 def load_agent_state(run_dir: str | os.PathLike, device: torch.device | str = "cpu") -> dict:
+    """``agent.pt`` (written at every evaluation) or, before the first one (during model
+    pretraining, say), the agent inside the newest checkpoint."""
     path = Path(run_dir) / AGENT_FILE
-    if not path.exists():
-        raise FileNotFoundError(f"{run_dir}: no saved agent ({AGENT_FILE}); train first")
-    return load(path, device)
+    if path.exists():
+        return load(path, device)
+    state = load_latest(run_dir, device)
+    if state is None:
+        raise FileNotFoundError(
+            f"{run_dir}: no saved agent ({AGENT_FILE}) and no checkpoint; train first")
+    return {"agent": state["agent"], "config": state["config"],
+            "env_step": state["counters"]["env_step"],
+            "action_dim": int(state["history"][1].shape[-1])}
 
 
 def _fault_point(name: str) -> None:

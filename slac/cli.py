@@ -71,13 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--override", action="store_true",
                        help="resume even if flags change the run's settings (listed otherwise)")
     ev = sub.add_parser("eval", help="evaluate the agent saved in a run directory")
-    ev.add_argument("--run-dir", required=True, help="run directory holding agent.pt")
+    ev.add_argument("--run-dir", required=True,
+                    help="run directory (its agent.pt, else its newest checkpoint)")
     ev.add_argument("--episodes", type=int, default=10, help="evaluation episodes [10]")
     ev.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                     help="auto|cpu|cuda [auto]")
     sub.add_parser("tasks", help="list the tasks with their action repeat and decoder variance")
     vz = sub.add_parser("viz", help="model predictions (Appendix E) as a PNG grid and a video")
-    vz.add_argument("--run-dir", required=True, help="run directory holding agent.pt")
+    vz.add_argument("--run-dir", required=True,
+                    help="run directory (its agent.pt, else its newest checkpoint)")
     vz.add_argument("--out", help="output directory [RUN_DIR/viz]")
     vz.add_argument("--steps", type=int, default=16, help="steps of the sequence [16]")
     vz.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),

@@ -24,8 +24,8 @@ PRESETS: dict[str, dict[str, tuple]] = {
     "cpu": {
         "conv_width": (16, 32),
         "batch_size": (64, 256),
-        "pretrain_updates": (2_000, 50_000),
-        "env_steps": (100_000, 1_000_000),
+        "pretrain_updates": (5_000, 50_000),
+        "env_steps": (50_000, 1_000_000),
     },
 }
 

@@ -77,3 +77,17 @@ def test_plot_command(trained_run, tmp_path):
 def test_plot_bad_run_dir(tmp_path):
     done = run("plot", str(tmp_path), "--out", str(tmp_path / "f.png"))
     assert done.returncode == 2 and "not a run directory" in done.stderr
+
+
+def test_viz_and_eval_fall_back_to_the_newest_checkpoint(trained_run, tmp_path):
+    """Before the first evaluation writes agent.pt (during pretraining), the agent comes from the
+    newest checkpoint; at the end of a run both hold the same agent."""
+    import shutil
+
+    from slac import checkpoint
+
+    shutil.copytree(trained_run / "checkpoints", tmp_path / "checkpoints")
+    got, saved = checkpoint.load_agent_state(tmp_path), checkpoint.load_agent_state(trained_run)
+    assert (got["env_step"], got["action_dim"], got["config"]) == (
+        saved["env_step"], saved["action_dim"], saved["config"])
+    torch.testing.assert_close(got["agent"], saved["agent"], rtol=0, atol=0)

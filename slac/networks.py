@@ -82,6 +82,9 @@ class Decoder(nn.Module):
             nn.ConvTranspose2d(2 * w, w, 3, 2, 1, 1), act(),
             nn.ConvTranspose2d(w, 3, 5, 2, 2, 1),
         )
+        # Its input is (N, C, 1, 1), whose layout is ambiguous, so channels-last weights are what
+        # make oneDNN run every layer channels-last (NCHW was up to 3x slower per layer here).
+        self.to(memory_format=torch.channels_last)
 
     CHUNK = 144
 

@@ -5,7 +5,7 @@ import math
 import torch
 from torch import distributions as D
 
-from slac.model import gaussian_kl, gaussian_nll
+from slac.model import gaussian_kl, gaussian_nll, image_nll
 from slac.networks import Actor, tanh_gaussian_log_prob
 
 
@@ -25,6 +25,19 @@ def test_gaussian_nll_matches_torch():
     x, m = torch.rand(4, 3, 8, 8), torch.rand(4, 3, 8, 8)
     want = -D.Normal(m, math.sqrt(0.1)).log_prob(x)
     torch.testing.assert_close(gaussian_nll(x, m, 0.1), want)
+
+
+def test_image_nll_is_the_gaussian_summed_per_image_with_its_gradient():
+    x = torch.rand(2, 5, 3, 16, 16)
+    m1 = torch.rand(2, 5, 3, 16, 16, requires_grad=True)
+    m2 = m1.detach().clone().requires_grad_(True)
+    want = -D.Normal(m1, math.sqrt(0.04)).log_prob(x).sum((-3, -2, -1))
+    got = image_nll(x, m2, 0.04)
+    assert got.shape == (2, 5)
+    torch.testing.assert_close(got, want)
+    (want * torch.arange(10.0).view(2, 5)).sum().backward()
+    (got * torch.arange(10.0).view(2, 5)).sum().backward()
+    torch.testing.assert_close(m2.grad, m1.grad)
 
 
 def test_tanh_gaussian_log_prob_matches_change_of_variables():

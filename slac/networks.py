@@ -56,6 +56,7 @@ class Encoder(nn.Module):
             nn.Conv2d(4 * w, 8 * w, 3, 2, 1), act(),
             nn.Conv2d(8 * w, out, 4, 1, 0), act(),
         )
+        self.to(memory_format=torch.channels_last)  # as its input: no weight reorder per call
 
     CHUNK = 144  # frames per pass: 16 sequences of 9 stay in cache (2x faster here, same result)
 

@@ -20,7 +20,7 @@ from slac import published
 
 NOT_CONFIG = {"seed", "run_dir", "threads", "device", "log_every", "video", "checkpoint_every",
               "pretrain_checkpoint_every", "eval_episodes", "env_steps"}
-TABLE_STEPS = (100_000, 500_000)
+TABLE_STEPS = (20_000, 50_000, 100_000, 500_000)  # columns of ANCHORS.md
 
 
 @dataclass
@@ -89,7 +89,7 @@ def aggregate(runs: list[Run], band: str = "std", seed: int = 0):
 
 
 def plot(run_dirs: list[str], out: str | os.PathLike, band: str = "std") -> str:
-    """Draw the figure to ``out``; return the table of returns at 100k and 500k steps."""
+    """Draw the figure to ``out``; return the table of returns at 20k, 50k, 100k and 500k steps."""
     import matplotlib
 
     matplotlib.use("Agg")

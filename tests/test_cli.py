@@ -87,3 +87,28 @@ def test_unwritable_run_dir(tmp_path):
 def test_eval_without_agent(tmp_path):
     done = run("eval", "--run-dir", str(tmp_path))
     assert done.returncode == 2 and "no saved agent" in done.stderr
+
+
+def test_cpu_preset_resolves_lists_its_deviations_and_trains(tmp_path):
+    """The preset changes only sizes and budgets; explicit flags win; it trains end to end."""
+    import json
+
+    from slac.config import PRESETS, Config, resolve, with_preset
+
+    cfg = resolve(Config(**with_preset({"preset": "cpu", "task": "ball_in_cup-catch"})))
+    paper = resolve(Config(task="ball_in_cup-catch"))
+    changed = {k for k in vars(cfg) if getattr(cfg, k) != getattr(paper, k)} - {"preset"}
+    assert changed == set(PRESETS["cpu"])
+    for name, (value, paper_value) in PRESETS["cpu"].items():
+        assert getattr(cfg, name) == value and getattr(paper, name) == paper_value
+    help_text = " ".join(run("train", "--help").stdout.split())
+    assert "conv-width 16 (paper 32)" in help_text and "batch-size 64 (paper 256)" in help_text
+    budget = ["--env-steps", "400", "--random-steps", "200", "--pretrain-updates", "2",
+              "--eval-every", "400", "--eval-episodes", "1", "--threads", "1"]
+    done = run("train", "--preset", "cpu", "--task", "cartpole-swingup", *budget,
+               "--run-dir", str(tmp_path / "run"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    stored = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
+    assert (stored["conv_width"], stored["batch_size"], stored["pretrain_updates"]) == (16, 64, 2)
+    rows = list(csv.DictReader(open(tmp_path / "run" / "eval.csv")))
+    assert [int(r["env_step"]) for r in rows] == [400]

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from slac.config import Config
+from slac.config import Config, ConfigError
 from slac.model import LatentModel
 from slac.networks import Actor, Critic
 from slac.replay import Batch
@@ -51,6 +51,12 @@ class SLACAgent:
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
         self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr)
+        if cfg.amp and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise ConfigError("--amp uses bfloat16, which this GPU does not support")
+        for net in (self.model.encoder, self.model.decoder):
+            net.amp = cfg.amp
+            if cfg.compile:
+                net.compile()  # in place: parameter names and checkpoints stay the same
 
     @property
     def alpha(self) -> torch.Tensor:

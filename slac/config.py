@@ -88,6 +88,10 @@ class Config:
     z2_dim: int = _f(256, "size of the latent z2")
     feature_dim: int = _f(256, "size of the encoder's output")
     conv_width: int = _f(32, "channels of the first encoder conv (the rest scale: 2x, 4x, 8x)")
+    amp: bool = _f(False, "bfloat16 autocast in the encoder and decoder (GPUs with bf16; "
+                          "changes the arithmetic, so off by default)")
+    compile: bool = _f(False, "torch.compile the encoder and decoder (for GPUs; no gain measured "
+                              "on this CPU, and minutes of compiling)")
 
     def resolved(self) -> Config:
         """A copy with task defaults filled in and every value checked."""
@@ -183,7 +187,8 @@ def check_writable(run_dir: str) -> None:
 
 
 # May differ when a run is resumed: they change how long or where it runs, not what it learns.
-RESUMABLE_CHANGES = ("run_dir", "env_steps", "threads", "device", "log_every", "video")
+RESUMABLE_CHANGES = (
+    "run_dir", "env_steps", "threads", "device", "log_every", "video", "compile")
 
 
 def differences(stored: Config, given: dict) -> list[str]:

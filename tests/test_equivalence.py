@@ -56,3 +56,29 @@ def test_chunked_decoder_matches_plain_computation():
                               grads(dec, ((plain_decoder(dec, z) - target) ** 2).sum()),
                               strict=True):
         torch.testing.assert_close(g_fast, g_slow, rtol=1e-3, atol=1e-3)
+
+
+def test_amp_stays_close_to_fp32_and_returns_fp32():
+    """--amp (bfloat16 autocast in the convolutions) changes the arithmetic, not the function."""
+    torch.manual_seed(0)
+    enc, dec = Encoder(width=8), Decoder(288, width=8)
+    frames = torch.randint(0, 256, (2, 9, 64, 64, 3), dtype=torch.uint8)
+    z = torch.randn(2, 9, 288)
+    want_f, want_x = enc(frames), dec(z)
+    enc.amp = dec.amp = True
+    got_f, got_x = enc(frames), dec(z)
+    assert got_f.dtype == got_x.dtype == torch.float32
+    torch.testing.assert_close(got_f, want_f, rtol=0.05, atol=0.02)
+    torch.testing.assert_close(got_x, want_x, rtol=0.05, atol=0.02)
+    assert not torch.equal(got_x, want_x)  # it did run in bfloat16
+
+
+def test_compiled_networks_compute_the_same():
+    """--compile: same outputs, same parameter names (checkpoints are interchangeable)."""
+    torch.manual_seed(0)
+    enc = Encoder(width=4)
+    frames = torch.randint(0, 256, (2, 9, 64, 64, 3), dtype=torch.uint8)
+    want, names = enc(frames), list(enc.state_dict())
+    enc.compile()
+    torch.testing.assert_close(enc(frames), want, rtol=1e-4, atol=1e-5)
+    assert list(enc.state_dict()) == names

@@ -79,6 +79,40 @@ class Encoder(nn.Module):
         return act(F.linear(x.permute(0, 2, 3, 1).reshape(x.shape[0], -1), w, last.bias))
 
 
+# Tap of the 5x5 kernel used by each output phase (row r of a stride-2 upsampling) at each of
+# the 3 input offsets; 5 is a zero tap.
+_PHASE_TAPS = ((4, 2, 0), (5, 3, 1))
+
+
+class _SubPixelLastLayer(torch.autograd.Function):
+    """The decoder's last layer, a 5x5 stride-2 transposed conv (padding 2, output padding 1) to
+    3 channels, computed exactly as a 3x3 conv to 4x3 channels (one per output phase) followed by
+    a pixel shuffle: oneDNN runs that ~2x faster here than a transposed conv to 3 channels. The
+    backward is the transposed conv's own, which is the faster one."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        taps = torch.tensor(_PHASE_TAPS, device=weight.device)
+        w = F.pad(weight, (0, 1, 0, 1))[:, :, taps[:, None, :, None], taps[None, :, None, :]]
+        w = w.permute(1, 2, 3, 0, 4, 5).reshape(-1, weight.shape[0], 3, 3)  # (o ry rx, i, 3, 3)
+        w = w.contiguous(memory_format=torch.channels_last)
+        return F.pixel_shuffle(F.conv2d(x, w, bias.repeat_interleave(4), padding=1), 2)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        return torch.ops.aten.convolution_backward(
+            grad, x, weight, [weight.shape[1]], [2, 2], [2, 2], [1, 1], True, [1, 1], 1,
+            list(ctx.needs_input_grad))
+
+
+def _is_subpixel_layer(m: nn.Module) -> bool:
+    return (isinstance(m, nn.ConvTranspose2d) and m.kernel_size == (5, 5)
+            and m.stride == (2, 2) and m.padding == (2, 2) and m.output_padding == (1, 1)
+            and m.dilation == (1, 1) and m.groups == 1 and m.bias is not None)
+
+
 class Decoder(nn.Module):
     """z -> mean image: transposed convs 256 4x4 (valid), 128 3x3, 64 3x3, 32 3x3, 3 5x5
     (for ``width`` 32, the paper's; the others scale with it)."""
@@ -117,9 +151,12 @@ class Decoder(nn.Module):
         w = first.weight.permute(0, 2, 3, 1).reshape(first.in_channels, -1)
         x = torch.addmm(first.bias.repeat(kh * kw), z, w)
         x = x.view(-1, kh, kw, first.out_channels).permute(0, 3, 1, 2)
-        for layer in rest:
+        *middle, last = rest
+        for layer in middle:
             x = layer(x)
-        return x
+        if _is_subpixel_layer(last) and not torch.is_autocast_enabled(x.device.type):
+            return _SubPixelLastLayer.apply(x, last.weight, last.bias)
+        return last(x)
 
 
 def tanh_gaussian_log_prob(u: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """The fast paths (chunked, in-place activations, channels-last weights and views, the encoder's
-last conv and the decoder's first transposed conv as matmuls) compute exactly what a plain
-functional computation of the same layers computes: outputs and gradients."""
+last conv and the decoder's first transposed conv as matmuls, the decoder's last one as a
+sub-pixel conv) compute exactly what a plain functional computation of the same layers computes:
+outputs and gradients."""
 
 import torch
 import torch.nn.functional as F

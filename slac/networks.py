@@ -58,7 +58,7 @@ class Encoder(nn.Module):
         )
         self.to(memory_format=torch.channels_last)  # as its input: no weight reorder per call
 
-    CHUNK = 144  # frames per pass: 16 sequences of 9 stay in cache (2x faster here, same result)
+    CHUNK = 72  # frames per pass: 8 sequences of 9 stay in cache (2x faster here, same result)
     amp = False  # bfloat16 autocast (--amp)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
@@ -132,7 +132,7 @@ class Decoder(nn.Module):
         # make oneDNN run every layer channels-last (NCHW was up to 3x slower per layer here).
         self.to(memory_format=torch.channels_last)
 
-    CHUNK = 144
+    CHUNK = 72  # as the encoder's
     amp = False  # bfloat16 autocast (--amp)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:

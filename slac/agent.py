@@ -34,6 +34,14 @@ def actor_history(
     return feats, acts
 
 
+def glorot_init(m: torch.nn.Module) -> None:
+    """Glorot-uniform weights and zero biases (``--init glorot``): TensorFlow's layer defaults,
+    which the authors' released code uses."""
+    if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+        torch.nn.init.xavier_uniform_(m.weight)
+        torch.nn.init.zeros_(m.bias)
+
+
 class SLACAgent:
     def __init__(self, cfg: Config, action_dim: int, device: torch.device,
                  policy_std_scale: float = 1.0):
@@ -44,6 +52,9 @@ class SLACAgent:
         self.actor = Actor(cfg.feature_dim, action_dim, cfg.sequence_length, cfg.hidden,
                            policy_std_scale).to(device)
         self.critic = Critic(z_dim, action_dim, cfg.hidden).to(device)
+        if cfg.init == "glorot":
+            for net in (self.model, self.actor, self.critic):
+                net.apply(glorot_init)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = torch.zeros((), device=device, requires_grad=True)
         self.target_entropy = -float(action_dim)

@@ -85,7 +85,7 @@ def largest_conv_peak(agent: SLACAgent, frames: torch.Tensor,
                 continue
             for n in PEAK_BATCHES:
                 batch = inp[:n].contiguous(memory_format=torch.channels_last)
-                t = min(_timed(lambda: layer(batch), repeats))
+                t = min(_timed(lambda f=layer, b=batch: f(b), repeats))
                 if flops * batch.shape[0] / t / 1e9 > best:
                     best, where = flops * batch.shape[0] / t / 1e9, f"encoder.net[{i}], {n} frames"
     return best, where

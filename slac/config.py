@@ -88,6 +88,11 @@ class Config:
     z2_dim: int = _f(256, "size of the latent z2")
     feature_dim: int = _f(256, "size of the encoder's output")
     conv_width: int = _f(32, "channels of the first encoder conv (the rest scale: 2x, 4x, 8x)")
+    init: str = _f(
+        "torch", "weight initialisation: torch (PyTorch's layer defaults) or glorot (Glorot "
+        "uniform, zero biases: the TensorFlow defaults of the authors' code)",
+        choices=("torch", "glorot"),
+    )
     amp: bool = _f(False, "bfloat16 autocast in the encoder and decoder (GPUs with bf16; "
                           "changes the arithmetic, so off by default)")
     compile: bool = _f(False, "torch.compile the encoder and decoder (for GPUs; no gain measured "
@@ -144,7 +149,7 @@ def resolve(cfg: Config) -> Config:
         raise ConfigError(f"--decoder-var must be positive, got {c.decoder_var}")
     if c.threads < 0:
         raise ConfigError(f"--threads must be 0 (all cores) or positive, got {c.threads}")
-    for name in ("device", "render_quality", "preset"):
+    for name in ("device", "render_quality", "preset", "init"):
         choices = Config.__dataclass_fields__[name].metadata["choices"]
         if getattr(c, name) not in choices and not (name == "preset" and c.preset is None):
             raise ConfigError(f"--{name.replace('_', '-')} must be one of {', '.join(choices)}")

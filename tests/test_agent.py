@@ -129,3 +129,20 @@ def test_td_target_bootstraps_through_truncation_not_termination(small_cfg):
     want = r + small_cfg.gamma * q
     assert torch.equal(got[terminal == 1], r[terminal == 1])  # terminated: reward alone
     torch.testing.assert_close(got[terminal == 0], want[terminal == 0])  # truncated or not done
+
+
+def test_glorot_init_matches_its_closed_form_and_targets_copy_it(small_cfg):
+    import dataclasses
+
+    agent = SLACAgent(dataclasses.replace(small_cfg, init="glorot"), 1, torch.device("cpu"))
+    layers = [m for net in (agent.model, agent.actor, agent.critic) for m in net.modules()
+              if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    for m in layers:
+        fan_in, fan_out = torch.nn.init._calculate_fan_in_and_fan_out(m.weight)
+        bound = (6.0 / (fan_in + fan_out)) ** 0.5  # Glorot uniform: U(-bound, bound)
+        assert m.weight.abs().max() <= bound and m.weight.abs().max() > 0.9 * bound
+        assert torch.count_nonzero(m.bias) == 0
+    for p, p_t in zip(agent.critic.parameters(), agent.critic_target.parameters(), strict=True):
+        assert torch.equal(p, p_t)
+    default = SLACAgent(small_cfg, 1, torch.device("cpu"))
+    assert torch.count_nonzero(default.critic.q1[0].bias) > 0  # torch's defaults are different

@@ -144,5 +144,6 @@ def test_glorot_init_matches_its_closed_form_and_targets_copy_it(small_cfg):
         assert torch.count_nonzero(m.bias) == 0
     for p, p_t in zip(agent.critic.parameters(), agent.critic_target.parameters(), strict=True):
         assert torch.equal(p, p_t)
-    default = SLACAgent(small_cfg, 1, torch.device("cpu"))
-    assert torch.count_nonzero(default.critic.q1[0].bias) > 0  # torch's defaults are different
+    assert small_cfg.init == "glorot"  # the default, as in the authors' code
+    plain = SLACAgent(dataclasses.replace(small_cfg, init="torch"), 1, torch.device("cpu"))
+    assert torch.count_nonzero(plain.critic.q1[0].bias) > 0  # torch's defaults are different

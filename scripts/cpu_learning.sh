@@ -7,6 +7,7 @@
 # docs/results/cpu/ with the date, commit, machine and wall time that produced them.
 #   TASKS="ball_in_cup-catch" scripts/cpu_learning.sh          # one task only
 #   THREADS=2 TASKS="ball_in_cup-catch" scripts/cpu_learning.sh # ... with both cores
+#   ENV_STEPS=100000 ...                                          # longer than the preset's 50k
 # Rerunning the same command resumes interrupted runs from their last checkpoint.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,8 @@ RUNS=${RUNS:-runs/cpu}
 OUT=${OUT:-docs/results/cpu}
 TASKS=${TASKS:-"ball_in_cup-catch cartpole-swingup"}
 THREADS=${THREADS:-1}
+ENV_STEPS=${ENV_STEPS:-}  # empty: the preset's
+steps_flag=${ENV_STEPS:+--env-steps $ENV_STEPS}
 make setup >/dev/null
 mkdir -p "$RUNS" "$OUT"
 commit="$(git rev-parse HEAD)$(git diff --quiet HEAD -- slac scripts || echo ' (+ uncommitted changes)')"
@@ -22,7 +25,7 @@ train() {  # task: one run, its log in RUNS/TASK-s0.log, its wall time in RUNS/T
   local task=$1 run="$RUNS/$1-s0" t0
   t0=$(date +%s)
   .venv/bin/slac train --preset cpu --task "$task" --seed 0 --run-dir "$run" \
-    --threads "$THREADS" > "$run.log" 2>&1
+    --threads "$THREADS" $steps_flag > "$run.log" 2>&1
   echo $(( $(date +%s) - t0 )) > "$run.time"
 }
 
@@ -43,8 +46,9 @@ for task in $TASKS; do
   .venv/bin/slac viz --run-dir "$run" --out "$OUT/$task/viz"
   {
     echo "command: .venv/bin/slac train --preset cpu --task $task --seed 0 --run-dir $run" \
-      "--threads $THREADS"
-    echo "script: scripts/cpu_learning.sh (TASKS=\"$TASKS\" THREADS=$THREADS), runs side by side"
+      "--threads $THREADS $steps_flag"
+    echo "script: scripts/cpu_learning.sh (TASKS=\"$TASKS\" THREADS=$THREADS ENV_STEPS=$ENV_STEPS)," \
+      "tasks side by side"
     echo "commit: $commit"
     echo "started: $start"
     echo "wall time of this invocation: $(cat "$run.time") s"

@@ -10,6 +10,7 @@ since two cores shared with anything else skew every figure.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import resource
 import statistics
@@ -25,6 +26,20 @@ from slac.agent import SLACAgent
 from slac.config import Config
 from slac.replay import Batch, Replay
 from slac.tasks import get_task
+
+
+def machine() -> str:
+    """The CPU's model name, core count and widest vector unit torch uses, e.g. to tell apart
+    bench results from different machines."""
+    name = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")),
+                        name)
+    except OSError:
+        pass
+    isa = torch.backends.cpu.get_cpu_capability()
+    return f"{name}, {os.cpu_count()} cores, {isa}, torch {torch.__version__}"
 
 
 def _cpu_ticks() -> tuple[int, int]:
@@ -163,8 +178,10 @@ def run(cfg: Config, iterations: int = 5) -> dict:
     def iteration():
         agent.update(next(it))
 
-    with FlopCounterMode(display=False) as fc:
+    overlap, agent.cfg = agent.cfg.overlap, dataclasses.replace(agent.cfg, overlap=False)
+    with FlopCounterMode(display=False) as fc:  # counts this thread's ops: the sequential path
         agent.update(batches[0])
+    agent.cfg = dataclasses.replace(agent.cfg, overlap=overlap)
     flops = fc.get_total_flops()
     t_model = _timed(model_update, iterations)
     t_ac = _timed(actor_critic_update, iterations)
@@ -181,7 +198,9 @@ def run(cfg: Config, iterations: int = 5) -> dict:
     return {
         "task": cfg.task,
         "device": str(device),
+        "machine": machine(),
         "threads": torch.get_num_threads(),
+        "overlap": agent._overlaps(batches[0].rows(cfg.model_batch_size)),
         "batch_size": cfg.batch_size,
         "model_batch_size": cfg.model_batch_size,
         "sequence_length": cfg.sequence_length,
@@ -215,7 +234,10 @@ def report(r: dict) -> str:
         f"slac bench: {r['task']} on {r['device']} with {r['threads']} threads, batch "
         f"{r['batch_size']} (model {r['model_batch_size']}) x {r['sequence_length'] + 1} frames, "
         f"{r['iterations']} repeats",
-        f"  full iteration     {r['iteration_s']:.3f} s median, {r['iteration_min_s']:.3f} s min",
+        f"  machine            {r.get('machine', '?')}",
+        f"  full iteration     {r['iteration_s']:.3f} s median, {r['iteration_min_s']:.3f} s min"
+        + (" (model and actor-critic streams overlapped, 1 thread each)"
+           if r.get("overlap") else ""),
         f"  model update       {r['model_update_s']:.3f} s median, "
         f"{r['model_update_min_s']:.3f} s min",
         f"  actor-critic       {r['actor_critic_update_s']:.3f} s median, "

@@ -73,6 +73,8 @@ class Config:
         choices=("paper", "fast"),
     )
     threads: int = _f(0, "CPU threads for torch (0: all cores)")
+    overlap: bool = _f(True, "on a CPU with 2+ threads, run the model update and the actor-critic "
+                             "update concurrently, one thread each (exact: same result)")
     log_every: int = _f(1_000, "environment steps between train.csv rows")
     checkpoint_every: int = _f(10_000, "environment steps between checkpoints (also on INT/TERM)")
     pretrain_checkpoint_every: int = _f(2_000, "model pretraining updates between checkpoints")
@@ -194,7 +196,7 @@ def check_writable(run_dir: str) -> None:
 
 # May differ when a run is resumed: they change how long or where it runs, not what it learns.
 RESUMABLE_CHANGES = (
-    "run_dir", "env_steps", "threads", "device", "log_every", "video", "compile")
+    "run_dir", "env_steps", "threads", "overlap", "device", "log_every", "video", "compile")
 
 
 def differences(stored: Config, given: dict) -> list[str]:

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from slac.networks import Decoder, Encoder, Gaussian
+from slac.networks import Decoder, Encoder, Gaussian, noise_like
 
 
 @dataclass
@@ -74,7 +74,8 @@ class LatentModel(nn.Module):
         self.reward = Gaussian(2 * z_dim + a, 1, hidden)
 
     def filter(
-        self, features: torch.Tensor, actions: torch.Tensor, first: torch.Tensor
+        self, features: torch.Tensor, actions: torch.Tensor, first: torch.Tensor,
+        generator: torch.Generator | None = None,
     ) -> Filtered:
         """Sample z_{1:T} ~ q(z_{1:T} | x_{1:T}, a_{1:T-1}), restarting where ``first`` is set.
 
@@ -97,12 +98,12 @@ class LatentModel(nn.Module):
                 q_std = torch.where(restart, q_std, sq_std)
                 p_mean = torch.where(restart, p_mean, sp_mean)
                 p_std = torch.where(restart, p_std, sp_std)
-            z1 = q_mean + q_std * torch.randn_like(q_mean)
+            z1 = q_mean + q_std * noise_like(q_mean, generator)
             m2, s2 = self.z2_prior_init(z1)
             if t > 0:
                 sm2, ss2 = self.z2_prior(z1, z2_prev, a_prev)
                 m2, s2 = torch.where(restart, m2, sm2), torch.where(restart, s2, ss2)
-            z2 = m2 + s2 * torch.randn_like(m2)
+            z2 = m2 + s2 * noise_like(m2, generator)
             values = (z1, z2, q_mean, q_std, p_mean, p_std)
             for lst, v in zip((z1s, z2s, qm, qs, pm, ps), values, strict=True):
                 lst.append(v)

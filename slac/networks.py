@@ -11,6 +11,12 @@ from torch import nn
 LEAK = 0.2
 
 
+def noise_like(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Standard normal noise shaped like ``x``, from ``generator`` (default: torch's global one).
+    The agent's two update streams each draw from their own, so they may run concurrently."""
+    return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+
+
 def mlp(inp: int, out: int, hidden: int, act: type[nn.Module] = nn.LeakyReLU) -> nn.Sequential:
     """Two hidden layers of ``hidden`` units, then a linear output."""
     a = (lambda: nn.LeakyReLU(LEAK)) if act is nn.LeakyReLU else act
@@ -186,11 +192,12 @@ class Actor(nn.Module):
         return mean, log_std.clamp(-20.0, 2.0).exp() * self.std_scale
 
     def sample(
-        self, features: torch.Tensor, actions: torch.Tensor
+        self, features: torch.Tensor, actions: torch.Tensor,
+        generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """A reparameterised action in [-1, 1] and its log-probability."""
         mean, std = self(features, actions)
-        u = mean + std * torch.randn_like(mean)
+        u = mean + std * noise_like(mean, generator)
         return torch.tanh(u), tanh_gaussian_log_prob(u, mean, std)
 
 

@@ -34,6 +34,10 @@ class Batch:
         fields = self.__annotations__
         return Batch(*(getattr(self, f).to(device, non_blocking=True) for f in fields))
 
+    def rows(self, start: int, stop: int | None = None) -> Batch:
+        """Sequences ``start:stop`` of the batch (views)."""
+        return Batch(*(getattr(self, f)[start:stop] for f in self.__annotations__))
+
 
 def episode_masks(first: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """From raw episode-start flags (B, T): the flags with t = 0 set, and the mask of frames at or

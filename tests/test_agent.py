@@ -3,6 +3,7 @@
 import copy
 
 import numpy as np
+import pytest
 import torch
 
 from slac.agent import PolicyHistory, SLACAgent, actor_history
@@ -65,18 +66,17 @@ def test_full_update_uses_parameters_from_before_the_update(small_cfg):
         return original(features, z, batch)
 
     agent.update_actor_critic = spy
-    torch.manual_seed(7)
+    g_model, g_ac = (torch.Generator().set_state(g.get_state()) for g in agent.generators())
     stats = agent.update(b)
     assert set(stats) >= {"model_loss", "critic_loss", "actor_loss", "alpha", "entropy"}
     assert not same(params(before.model), params(agent.model))
 
     mb = small_cfg.model_batch_size
-    torch.manual_seed(7)  # the same random draws, in the same order
-    with torch.no_grad():
+    with torch.no_grad():  # the same random draws: the model stream's and the actor-critic's
         f_head = before.model.encoder(b.frames[:mb])
-        z_head = before.model.filter(f_head, b.actions[:mb], b.first[:mb]).z
+        z_head = before.model.filter(f_head, b.actions[:mb], b.first[:mb], g_model).z
         f_tail = before.model.encoder(b.frames[mb:])
-        z_tail = before.model.filter(f_tail, b.actions[mb:], b.first[mb:]).z
+        z_tail = before.model.filter(f_tail, b.actions[mb:], b.first[mb:], g_ac).z
     torch.testing.assert_close(seen["features"], torch.cat([f_head, f_tail]))
     torch.testing.assert_close(seen["z"], torch.cat([z_head, z_tail]))
     assert seen["features"].shape[0] == small_cfg.batch_size
@@ -120,11 +120,10 @@ def test_td_target_bootstraps_through_truncation_not_termination(small_cfg):
     h = (torch.randn(B, L, small_cfg.feature_dim), torch.rand(B, L - 1, 1))
     r = torch.randn(B)
     terminal = torch.tensor([1.0, 0.0, 1.0, 0.0, 0.0])
-    torch.manual_seed(3)
+    g = torch.Generator().set_state(agent.rng_actor_critic.get_state())
     got = agent.td_target(z, h, r, terminal)
-    torch.manual_seed(3)
     with torch.no_grad():
-        a, logp = agent.actor.sample(*h)
+        a, logp = agent.actor.sample(*h, generator=g)
         q = torch.min(*agent.critic_target(z, a)) - agent.alpha * logp
     want = r + small_cfg.gamma * q
     assert torch.equal(got[terminal == 1], r[terminal == 1])  # terminated: reward alone
@@ -147,3 +146,53 @@ def test_glorot_init_matches_its_closed_form_and_targets_copy_it(small_cfg):
     assert small_cfg.init == "glorot"  # the default, as in the authors' code
     plain = SLACAgent(dataclasses.replace(small_cfg, init="torch"), 1, torch.device("cpu"))
     assert torch.count_nonzero(plain.critic.q1[0].bias) > 0  # torch's defaults are different
+
+
+@pytest.fixture
+def restore_threads():
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+def test_overlapped_update_is_the_sequential_update(small_cfg, monkeypatch, restore_threads):
+    """--overlap runs the actor-critic stream on a worker thread: the same losses, the same
+    parameters afterwards, the same generator states, bit for bit (one thread per stream)."""
+    torch.set_num_threads(1)
+    agents = [SLACAgent(small_cfg, 1, torch.device("cpu")) for _ in range(2)]
+    agents[1].load_state_dict(copy.deepcopy(agents[0].state_dict()))
+    seq, ovl = agents
+    b = make_batch(small_cfg)
+    mb = small_cfg.model_batch_size
+    for _ in range(2):
+        s_seq = seq.update(b)  # 1 thread: the sequential path
+        s_ovl = ovl._update_overlapped(b, b.rows(0, mb), b.rows(mb))
+    assert s_seq.keys() == s_ovl.keys()
+    for k in s_seq:
+        assert torch.equal(s_seq[k], s_ovl[k]), k
+    for net in ("model", "actor", "critic", "critic_target"):
+        assert same(params(getattr(seq, net)), params(getattr(ovl, net))), net
+    for g_seq, g_ovl in zip(seq.generators(), ovl.generators(), strict=True):
+        assert torch.equal(g_seq.get_state(), g_ovl.get_state())
+    # and with two threads the overlapped path is the one taken
+    torch.set_num_threads(2)
+    called = []
+    monkeypatch.setattr(ovl, "_update_overlapped", lambda *a: called.append(1) or {})
+    ovl.update(b)
+    assert called
+
+
+def test_overlapped_update_passes_on_errors_and_leaves_no_worker_waiting(small_cfg,
+                                                                        restore_threads):
+    torch.set_num_threads(2)
+    agent = SLACAgent(small_cfg, 1, torch.device("cpu"))
+    b = make_batch(small_cfg)
+
+    def broken(*_, **__):
+        raise RuntimeError("model stream failed")
+
+    agent._model_step = broken
+    with pytest.raises(RuntimeError, match="model stream failed"):
+        agent.update(b)
+    assert torch.get_num_threads() == 2  # restored
+    assert agent._pool is not None and agent._pool.submit(int).result() == 0  # worker is free

@@ -53,13 +53,15 @@ def test_update_matches_plain_equations(small_cfg):
     B, T, mb = cfg.batch_size, cfg.sequence_length + 1, cfg.model_batch_size
     # the masks must matter: sequences crossing an episode start in both parts of the batch
     assert b.first[:mb, 1:].any() and b.first[mb:, 1:].any()
-    torch.manual_seed(11)
+    gm, ga = (torch.Generator().set_state(g.get_state()) for g in agent.generators())
     stats = agent.update(b)
 
-    torch.manual_seed(11)  # the agent's draws, in its order
-    e_head = [(torch.randn(mb, cfg.z1_dim), torch.randn(mb, cfg.z2_dim)) for _ in range(T)]
-    e_tail = [(torch.randn(B - mb, cfg.z1_dim), torch.randn(B - mb, cfg.z2_dim)) for _ in range(T)]
-    eps_target, eps_actor = torch.randn(B, 1), torch.randn(B, 1)
+    # the agent's draws, in its order: the model stream's, then the actor-critic stream's
+    e_head = [(torch.randn(mb, cfg.z1_dim, generator=gm), torch.randn(mb, cfg.z2_dim, generator=gm))
+              for _ in range(T)]
+    e_tail = [(torch.randn(B - mb, cfg.z1_dim, generator=ga),
+               torch.randn(B - mb, cfg.z2_dim, generator=ga)) for _ in range(T)]
+    eps_target, eps_actor = torch.randn(B, 1, generator=ga), torch.randn(B, 1, generator=ga)
     e1 = torch.cat([torch.stack([e[0] for e in e_head], 1), torch.stack([e[0] for e in e_tail], 1)])
     e2 = torch.cat([torch.stack([e[1] for e in e_head], 1), torch.stack([e[1] for e in e_tail], 1)])
 

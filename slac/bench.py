@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from slac import envs
+from slac import envs, runtime
 from slac.agent import SLACAgent
 from slac.config import Config
 from slac.replay import Batch, Replay
@@ -150,6 +150,8 @@ def run(cfg: Config, iterations: int = 5) -> dict:
     from slac.train import resolve_device
 
     device = resolve_device(cfg.device)
+    if device.type == "cpu":
+        runtime.keep_freed_memory()  # as `slac train` does
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)

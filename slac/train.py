@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from slac import checkpoint, envs
+from slac import checkpoint, envs, runtime
 from slac.agent import PolicyHistory, SLACAgent
 from slac.config import Config, to_dict
 from slac.evaluate import evaluate
@@ -63,6 +63,8 @@ class Trainer:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.device = resolve_device(cfg.device)
+        if self.device.type == "cpu":
+            runtime.keep_freed_memory()
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)  # random-phase actions
         # Train and evaluation environments never share a seed.

@@ -42,13 +42,15 @@ def machine() -> str:
     return f"{name}, {os.cpu_count()} cores, {isa}, torch {torch.__version__}"
 
 
-def _cpu_ticks() -> tuple[int, int]:
-    """(busy ticks of the whole machine, ticks of this process) so far."""
+def _cpu_ticks() -> tuple[int, int, int]:
+    """(busy ticks of the whole machine, ticks of this process, ticks stolen by the hypervisor
+    for other virtual machines) so far."""
     with open("/proc/stat") as f:
         fields = [int(v) for v in f.readline().split()[1:]]
-    busy = sum(fields) - fields[3] - fields[4]  # minus idle and iowait
+    steal = fields[7] if len(fields) > 7 else 0
+    busy = sum(fields[:8]) - fields[3] - fields[4] - steal  # minus idle, iowait and steal
     t = os.times()
-    return busy, int((t.user + t.system + t.children_user + t.children_system) * 100)
+    return busy, int((t.user + t.system + t.children_user + t.children_system) * 100), steal
 
 
 def _timed(fn, repeats: int, warmup: int = 1) -> list[float]:
@@ -195,6 +197,7 @@ def run(cfg: Config, iterations: int = 5) -> dict:
     cores = os.cpu_count() or 1
     hz = os.sysconf("SC_CLK_TCK")
     other = max(0.0, ((ticks1[0] - ticks0[0]) - (ticks1[1] - ticks0[1])) / hz / (wall1 - wall0))
+    steal = (ticks1[2] - ticks0[2]) / hz / (wall1 - wall0)
     peak = max(peak_gemm, peak_conv)
     achieved = flops / statistics.median(t_iter) / 1e9
     return {
@@ -226,6 +229,7 @@ def run(cfg: Config, iterations: int = 5) -> dict:
         "replay_bytes": replay_bytes(cfg, action_dim),
         "max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "other_load_cores": other,
+        "steal_cores": steal,
         "cores": cores,
         "loadavg_1min": os.getloadavg()[0],
     }
@@ -255,8 +259,9 @@ def report(r: dict) -> str:
         f"  replay of 100k     {r['replay_bytes'] / 2**30:.2f} GiB mapped; process peak RSS "
         f"{r['max_rss_bytes'] / 2**30:.2f} GiB",
         f"  machine load       {r['other_load_cores']:.2f} of {r['cores']} cores busy with "
-        f"other processes during the run (1-min load average {r['loadavg_1min']:.2f})",
+        f"other processes during the run (1-min load average {r['loadavg_1min']:.2f}); "
+        f"{r.get('steal_cores', 0.0):.2f} cores' time taken by the hypervisor (steal)",
     ]
-    if r["other_load_cores"] > 0.2:
+    if r["other_load_cores"] > 0.2 or r.get("steal_cores", 0.0) > 0.2:
         lines.append("  WARNING: the machine was busy; figures are skewed. Rerun it quiet.")
     return "\n".join(lines)

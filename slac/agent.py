@@ -152,8 +152,8 @@ class SLACAgent:
 
     def _update_overlapped(self, b: Batch, head: Batch, tail: Batch) -> dict[str, torch.Tensor]:
         """:meth:`update` with the actor-critic stream on a worker thread: exactly the same
-        computation, each stream on one thread (measured here: ~1.4x faster than both threads
-        on each stream in turn at the paper's sizes)."""
+        computation, each stream on one thread (on the 2-core AVX2 machine of the README's Speed
+        section, ~1.4x faster at the paper's sizes than both threads on each stream in turn)."""
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="slac-actor-critic")
         tail_read: Future = Future()  # the worker is done reading the model's weights

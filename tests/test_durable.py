@@ -92,6 +92,26 @@ def test_killed_and_resumed_runs_match_the_run_left_alone(reference, tmp_path):
     assert steps == [(r["phase"], int(r["env_step"]), int(r["updates"])) for r in ref_rows]
 
 
+def test_overlapped_updates_resume_exactly(tmp_path):
+    """With two threads the model and actor-critic streams of each update run concurrently
+    (--overlap): the run is still deterministic, and a run killed and resumed matches it."""
+    alone, killed = tmp_path / "alone", tmp_path / "killed"
+    two = ("--threads", "2", "--env-steps", "800")
+    code, out = finish(start(alone, *two))
+    assert code == 0, out[-3000:]
+    assert '"overlap": true' in (alone / "config.json").read_text()
+    proc = start(killed, *two)
+    wait_for(lambda: eval_rows(killed) >= 1, proc)  # killed while training after a checkpoint
+    time.sleep(2.0)
+    assert proc.poll() is None, "finished before it could be killed"
+    proc.kill()
+    proc.wait()
+    assert eval_rows(killed) < eval_rows(alone)
+    code, out = finish(start(killed, *two))
+    assert code == 0, out[-3000:]
+    assert returns(killed) == returns(alone)
+
+
 def test_changed_hyperparameter_is_refused_unless_overridden(reference):
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
     cmd = [sys.executable, "-m", "slac.cli", "train", "--run-dir", str(reference)]

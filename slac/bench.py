@@ -205,7 +205,7 @@ def run(cfg: Config, iterations: int = 5) -> dict:
         "device": str(device),
         "machine": machine(),
         "threads": torch.get_num_threads(),
-        "overlap": agent._overlaps(batches[0].rows(cfg.model_batch_size)),
+        "overlap": agent._two_threads(),
         "batch_size": cfg.batch_size,
         "model_batch_size": cfg.model_batch_size,
         "sequence_length": cfg.sequence_length,

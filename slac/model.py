@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from slac.networks import Decoder, Encoder, Gaussian, noise_like
+from slac.networks import Decoder, Encoder, Gaussian
 
 
 @dataclass
@@ -73,16 +73,25 @@ class LatentModel(nn.Module):
         # p(r_t | z_t, a_t, z_t+1)
         self.reward = Gaussian(2 * z_dim + a, 1, hidden)
 
+    def noise(self, batch: int, steps: int, generator: torch.Generator | None = None,
+              device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        """The standard normal draws of one :meth:`filter` pass: (B, T, z1) and (B, T, z2)."""
+        return (torch.randn(batch, steps, self.z1_dim, generator=generator, device=device),
+                torch.randn(batch, steps, self.z2_dim, generator=generator, device=device))
+
     def filter(
         self, features: torch.Tensor, actions: torch.Tensor, first: torch.Tensor,
         generator: torch.Generator | None = None,
+        noise: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> Filtered:
         """Sample z_{1:T} ~ q(z_{1:T} | x_{1:T}, a_{1:T-1}), restarting where ``first`` is set.
 
         features (B, T, F), actions (B, T-1, A), first (B, T) with first[:, 0] all True.
+        ``noise`` (from :meth:`noise`) fixes the draws; else they come from ``generator``.
         Both branches are computed for the whole batch and selected, so no step syncs the host.
         """
         B, T, _ = features.shape
+        eps1, eps2 = noise if noise is not None else self.noise(B, T, generator, features.device)
         zeros = features.new_zeros(B, self.z1_dim)
         ones = torch.ones_like(zeros)
         z1s, z2s, qm, qs, pm, ps = [], [], [], [], [], []
@@ -98,12 +107,12 @@ class LatentModel(nn.Module):
                 q_std = torch.where(restart, q_std, sq_std)
                 p_mean = torch.where(restart, p_mean, sp_mean)
                 p_std = torch.where(restart, p_std, sp_std)
-            z1 = q_mean + q_std * noise_like(q_mean, generator)
+            z1 = q_mean + q_std * eps1[:, t]
             m2, s2 = self.z2_prior_init(z1)
             if t > 0:
                 sm2, ss2 = self.z2_prior(z1, z2_prev, a_prev)
                 m2, s2 = torch.where(restart, m2, sm2), torch.where(restart, s2, ss2)
-            z2 = m2 + s2 * noise_like(m2, generator)
+            z2 = m2 + s2 * eps2[:, t]
             values = (z1, z2, q_mean, q_std, p_mean, p_std)
             for lst, v in zip((z1s, z2s, qm, qs, pm, ps), values, strict=True):
                 lst.append(v)

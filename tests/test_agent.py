@@ -1,6 +1,7 @@
 """Gradient isolation, the one-batch schedule, and the actor's history at episode starts."""
 
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -196,3 +197,23 @@ def test_overlapped_update_passes_on_errors_and_leaves_no_worker_waiting(small_c
         agent.update(b)
     assert torch.get_num_threads() == 2  # restored
     assert agent._pool is not None and agent._pool.submit(int).result() == 0  # worker is free
+
+
+def test_model_update_on_two_threads_is_the_one_thread_update(small_cfg, restore_threads):
+    """Pretraining with --overlap: the batch's halves on one thread each, gradients summed. The
+    same draws and the same gradient as the whole batch on one thread, up to fp32 rounding."""
+    cfg = dataclasses.replace(small_cfg, model_batch_size=5)  # unequal halves: 2 and 3
+    agents = [SLACAgent(cfg, 1, torch.device("cpu")) for _ in range(2)]
+    agents[1].load_state_dict(copy.deepcopy(agents[0].state_dict()))
+    b = make_batch(cfg).rows(0, 5)
+    torch.set_num_threads(1)
+    s_one = agents[0].update_model(b)
+    torch.set_num_threads(2)
+    s_two = agents[1].update_model(b)
+    assert agents[1]._pool is not None  # the split path ran
+    for k in s_one:
+        torch.testing.assert_close(s_two[k], s_one[k], rtol=1e-5, atol=1e-4)
+    for p_one, p_two in zip(agents[0].model.parameters(), agents[1].model.parameters(),
+                            strict=True):
+        torch.testing.assert_close(p_two.grad, p_one.grad, rtol=1e-4, atol=1e-6)
+    assert torch.equal(agents[0].rng_model.get_state(), agents[1].rng_model.get_state())

@@ -57,13 +57,10 @@ def test_update_matches_plain_equations(small_cfg):
     stats = agent.update(b)
 
     # the agent's draws, in its order: the model stream's, then the actor-critic stream's
-    e_head = [(torch.randn(mb, cfg.z1_dim, generator=gm), torch.randn(mb, cfg.z2_dim, generator=gm))
-              for _ in range(T)]
-    e_tail = [(torch.randn(B - mb, cfg.z1_dim, generator=ga),
-               torch.randn(B - mb, cfg.z2_dim, generator=ga)) for _ in range(T)]
+    e_head = [torch.randn(mb, T, z, generator=gm) for z in (cfg.z1_dim, cfg.z2_dim)]
+    e_tail = [torch.randn(B - mb, T, z, generator=ga) for z in (cfg.z1_dim, cfg.z2_dim)]
     eps_target, eps_actor = torch.randn(B, 1, generator=ga), torch.randn(B, 1, generator=ga)
-    e1 = torch.cat([torch.stack([e[0] for e in e_head], 1), torch.stack([e[0] for e in e_tail], 1)])
-    e2 = torch.cat([torch.stack([e[1] for e in e_head], 1), torch.stack([e[1] for e in e_tail], 1)])
+    e1, e2 = (torch.cat([h, t]) for h, t in zip(e_head, e_tail, strict=True))
 
     model = ref.model
     feats = plain_encoder(model.encoder, b.frames)

@@ -110,34 +110,42 @@ class SLACAgent:
         n = b.frames.shape[0]
         if not (self._two_threads() and n >= 2):
             return self._model_step(b, self._head_posterior(b)[1])
-        eps1, eps2 = self.model.noise(n, b.frames.shape[1], self.rng_model, self.device)
-        halves = [(0, n // 2), (n // 2, n)]
-        params = [p for p in self.model.parameters() if p.requires_grad]
-
-        def half(i: int) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
-            torch.set_num_threads(1)
-            lo, hi = halves[i]
-            h = b.rows(lo, hi)
-            post = self.model.filter(self.model.encoder(h.frames), h.actions, h.first,
-                                     noise=(eps1[lo:hi], eps2[lo:hi]))
-            loss, stats = self.model.loss(h.frames, h.actions, h.rewards, h.valid, post)
-            w = (hi - lo) / n  # Eq. (7) averages over sequences: each half by its share
-            grads = torch.autograd.grad(loss * w, params, allow_unused=True)
-            return list(grads), {k: v * w for k, v in stats.items()}
-
+        noise = self.model.noise(n, b.frames.shape[1], self.rng_model, self.device)
         threads = torch.get_num_threads()
         try:
-            job = self._worker().submit(half, 1)
+            job = self._worker().submit(self._half_model_grads, b, 1, noise)
             try:
-                (g0, s0) = half(0)
+                first = self._half_model_grads(b, 0, noise)
             finally:
-                (g1, s1) = job.result()
+                second = job.result()
         finally:
             torch.set_num_threads(threads)
-        for p, a, c in zip(params, g0, g1, strict=True):
+        return self._sum_and_step(first, second)[0]
+
+    def _half_model_grads(self, b: Batch, i: int, noise: tuple[torch.Tensor, torch.Tensor]):
+        """Half ``i`` of Eq. (7) on ``b``, on one thread: its share of the gradient and of the
+        statistics, and its detached features and latents."""
+        torch.set_num_threads(1)
+        n = b.frames.shape[0]
+        lo, hi = (0, n // 2) if i == 0 else (n // 2, n)
+        h = b.rows(lo, hi)
+        features = self.model.encoder(h.frames)
+        post = self.model.filter(features, h.actions, h.first,
+                                 noise=(noise[0][lo:hi], noise[1][lo:hi]))
+        loss, stats = self.model.loss(h.frames, h.actions, h.rewards, h.valid, post)
+        w = (hi - lo) / n  # Eq. (7) averages over sequences: each half by its share
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        grads = torch.autograd.grad(loss * w, params, allow_unused=True)
+        return grads, {k: v * w for k, v in stats.items()}, features.detach(), post.z.detach()
+
+    def _sum_and_step(self, first, second):
+        """Sum two halves' gradients, take the Adam step; the summed stats, features, latents."""
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        for p, a, c in zip(params, first[0], second[0], strict=True):
             p.grad = a + c if a is not None and c is not None else (a if a is not None else c)
         self.model_opt.step()
-        return {k: s0[k] + s1[k] for k in s0}
+        stats = {k: first[1][k] + second[1][k] for k in first[1]}
+        return stats, torch.cat([first[2], second[2]]), torch.cat([first[3], second[3]])
 
     def _worker(self) -> ThreadPoolExecutor:
         """The second thread of the overlapped updates."""
@@ -166,6 +174,9 @@ class SLACAgent:
         mb = self.cfg.model_batch_size
         head, tail = b.rows(0, mb), b.rows(mb)
         if self._two_threads() and tail.frames.shape[0]:
+            if self.MODEL_COST_PER_SEQUENCE * mb / 2 + tail.frames.shape[0] < max(
+                    self.MODEL_COST_PER_SEQUENCE * mb, tail.frames.shape[0]):
+                return self._update_split_model(b, head, tail)
             return self._update_overlapped(b, head, tail)
         features, post = self._head_posterior(head)
         tail_fz = self._features_and_latents(tail) if tail.frames.shape[0] else None
@@ -188,6 +199,38 @@ class SLACAgent:
     def _two_threads(self) -> bool:
         """Whether updates split their work over two threads, one each (``--overlap``)."""
         return self.cfg.overlap and self.device.type == "cpu" and torch.get_num_threads() >= 2
+
+    # A sequence's model update (encoder, decoder, backward) costs ~7x its no-grad encoding
+    # (measured on one thread at the paper's sizes): which of the two schedules below is shorter.
+    MODEL_COST_PER_SEQUENCE = 7
+
+    def _update_split_model(self, b: Batch, head: Batch, tail: Batch) -> dict[str, torch.Tensor]:
+        """:meth:`update` when the model's part dominates (e.g. the cpu preset's batch of 64):
+        the model's sequences split in halves on the two threads as in :meth:`update_model`, the
+        worker first encoding the other sequences with the weights from before the step; then
+        the actor-critic on both threads. Same draws as :meth:`update`; the model's gradient
+        equal up to fp32 rounding."""
+        noise = self.model.noise(head.frames.shape[0], head.frames.shape[1], self.rng_model,
+                                 self.device)
+
+        def worker_part():
+            torch.set_num_threads(1)
+            tail_fz = self._features_and_latents(tail)
+            return tail_fz, self._half_model_grads(head, 1, noise)
+
+        threads = torch.get_num_threads()
+        try:
+            job = self._worker().submit(worker_part)
+            try:
+                first = self._half_model_grads(head, 0, noise)
+            finally:
+                tail_fz, second = job.result()
+        finally:
+            torch.set_num_threads(threads)
+        stats, features, z = self._sum_and_step(first, second)
+        ac_in = (torch.cat([features, tail_fz[0]]), torch.cat([z, tail_fz[1]]))
+        stats.update(self.update_actor_critic(*ac_in, b))
+        return stats
 
     def _update_overlapped(self, b: Batch, head: Batch, tail: Batch) -> dict[str, torch.Tensor]:
         """:meth:`update` with the actor-critic stream on a worker thread: exactly the same

@@ -73,8 +73,8 @@ class Config:
         choices=("paper", "fast"),
     )
     threads: int = _f(0, "CPU threads for torch (0: all cores)")
-    overlap: bool = _f(True, "on a CPU with 2+ threads, run the model update and the actor-critic "
-                             "update concurrently, one thread each (exact: same result)")
+    overlap: bool = _f(True, "on a CPU with 2+ threads, split each update over two threads, one "
+                             "each (same results up to fp32 rounding; README: Speed)")
     log_every: int = _f(1_000, "environment steps between train.csv rows")
     checkpoint_every: int = _f(10_000, "environment steps between checkpoints (also on INT/TERM)")
     pretrain_checkpoint_every: int = _f(2_000, "model pretraining updates between checkpoints")

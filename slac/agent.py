@@ -65,7 +65,7 @@ class SLACAgent:
         self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr)
         self.rng_model = torch.Generator(device).manual_seed(cfg.seed)
         self.rng_actor_critic = torch.Generator(device).manual_seed(cfg.seed + 1)
-        self._pool: ThreadPoolExecutor | None = None  # the actor-critic stream's thread
+        self._pool: ThreadPoolExecutor | None = None  # the second thread of two-thread updates
         if cfg.amp and device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise ConfigError("--amp uses bfloat16, which this GPU does not support")
         for net in (self.model.encoder, self.model.decoder):
@@ -95,8 +95,10 @@ class SLACAgent:
     # Two streams of work per update, each drawing its noise from its own generator: the model
     # stream (Eq. 7 on the first model_batch_size sequences) and the actor-critic stream (the
     # no-grad posterior of the other sequences, then Eq. 8-10). Both read the model as it is
-    # before this update, so on a CPU with two or more threads they run concurrently, one thread
-    # each (``--overlap``), and compute exactly what they compute one after the other.
+    # before this update, so on a CPU with two or more threads (``--overlap``) they run
+    # concurrently, one thread each, computing exactly what they compute one after the other;
+    # or, where the model's part dominates and in pretraining, the model's sequences are split
+    # in halves over the two threads and the gradients summed (equal up to fp32 rounding).
     def generators(self) -> tuple[torch.Generator, torch.Generator]:
         """The model stream's and the actor-critic stream's random generators."""
         return self.rng_model, self.rng_actor_critic
@@ -173,10 +175,10 @@ class SLACAgent:
         b = batch.to(self.device)
         mb = self.cfg.model_batch_size
         head, tail = b.rows(0, mb), b.rows(mb)
-        if self._two_threads() and tail.frames.shape[0]:
-            if self.MODEL_COST_PER_SEQUENCE * mb / 2 + tail.frames.shape[0] < max(
-                    self.MODEL_COST_PER_SEQUENCE * mb, tail.frames.shape[0]):
-                return self._update_split_model(b, head, tail)
+        schedule = self.schedule(mb, tail.frames.shape[0])
+        if schedule == "split":
+            return self._update_split_model(b, head, tail)
+        if schedule == "overlap":
             return self._update_overlapped(b, head, tail)
         features, post = self._head_posterior(head)
         tail_fz = self._features_and_latents(tail) if tail.frames.shape[0] else None
@@ -195,6 +197,15 @@ class SLACAgent:
         if tail_fz is None:
             return f, z
         return torch.cat([f, tail_fz[0]]), torch.cat([z, tail_fz[1]])
+
+    def schedule(self, model_sequences: int, other_sequences: int) -> str:
+        """How :meth:`update` runs: ``sequential``, ``overlap`` (model and actor-critic streams
+        side by side) or ``split`` (the model's sequences in halves over the two threads),
+        whichever the cost ratio below makes shorter."""
+        if not (self._two_threads() and other_sequences):
+            return "sequential"
+        model = self.MODEL_COST_PER_SEQUENCE * model_sequences
+        return "split" if model / 2 + other_sequences < max(model, other_sequences) else "overlap"
 
     def _two_threads(self) -> bool:
         """Whether updates split their work over two threads, one each (``--overlap``)."""

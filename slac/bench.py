@@ -206,6 +206,7 @@ def run(cfg: Config, iterations: int = 5) -> dict:
         "machine": machine(),
         "threads": torch.get_num_threads(),
         "overlap": agent._two_threads(),
+        "schedule": agent.schedule(cfg.model_batch_size, cfg.batch_size - cfg.model_batch_size),
         "batch_size": cfg.batch_size,
         "model_batch_size": cfg.model_batch_size,
         "sequence_length": cfg.sequence_length,
@@ -242,8 +243,9 @@ def report(r: dict) -> str:
         f"{r['iterations']} repeats",
         f"  machine            {r.get('machine', '?')}",
         f"  full iteration     {r['iteration_s']:.3f} s median, {r['iteration_min_s']:.3f} s min"
-        + (" (model and actor-critic streams overlapped, 1 thread each)"
-           if r.get("overlap") else ""),
+        + {"overlap": " (model and actor-critic streams side by side, 1 thread each)",
+           "split": " (the model's sequences split over the threads, 1 each)"}.get(
+            r.get("schedule", ""), ""),
         f"  model update       {r['model_update_s']:.3f} s median, "
         f"{r['model_update_min_s']:.3f} s min",
         f"  actor-critic       {r['actor_critic_update_s']:.3f} s median, "

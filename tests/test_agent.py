@@ -246,3 +246,16 @@ def test_model_update_on_two_threads_is_the_one_thread_update(small_cfg, restore
                             strict=True):
         torch.testing.assert_close(p_two.grad, p_one.grad, rtol=1e-3, atol=1e-5)
     assert torch.equal(agents[0].rng_model.get_state(), agents[1].rng_model.get_state())
+
+
+def test_schedule_follows_the_cost_ratio(small_cfg, restore_threads):
+    agent = SLACAgent(small_cfg, 1, torch.device("cpu"))
+    torch.set_num_threads(2)
+    assert agent.schedule(32, 224) == "overlap"  # the paper's batch: two balanced streams
+    assert agent.schedule(32, 32) == "split"  # the cpu preset's: the model's part dominates
+    assert agent.schedule(32, 0) == "sequential"
+    torch.set_num_threads(1)
+    assert agent.schedule(32, 224) == "sequential"
+    agent.cfg = dataclasses.replace(small_cfg, overlap=False)
+    torch.set_num_threads(2)
+    assert agent.schedule(32, 224) == "sequential"

@@ -149,6 +149,13 @@ def test_glorot_init_matches_its_closed_form_and_targets_copy_it(small_cfg):
     assert torch.count_nonzero(plain.critic.q1[0].bias) > 0  # torch's defaults are different
 
 
+def twin_agents(cfg):
+    """Two agents in the same state, generators included."""
+    agents = [SLACAgent(cfg, 1, torch.device("cpu")) for _ in range(2)]
+    agents[1].load_state_dict(copy.deepcopy(agents[0].state_dict()))
+    return agents
+
+
 @pytest.fixture
 def restore_threads():
     n = torch.get_num_threads()
@@ -160,9 +167,7 @@ def test_overlapped_update_is_the_sequential_update(small_cfg, monkeypatch, rest
     """--overlap runs the actor-critic stream on a worker thread: the same losses, the same
     parameters afterwards, the same generator states, bit for bit (one thread per stream)."""
     torch.set_num_threads(1)
-    agents = [SLACAgent(small_cfg, 1, torch.device("cpu")) for _ in range(2)]
-    agents[1].load_state_dict(copy.deepcopy(agents[0].state_dict()))
-    seq, ovl = agents
+    seq, ovl = twin_agents(small_cfg)
     b = make_batch(small_cfg)
     mb = small_cfg.model_batch_size
     for _ in range(2):
@@ -189,9 +194,7 @@ def test_split_model_update_is_the_sequential_update_up_to_rounding(small_cfg, r
     draws, the model's gradient and every loss equal to the one-thread update's up to fp32
     rounding, and the generators left in the same state."""
     torch.set_num_threads(1)
-    agents = [SLACAgent(small_cfg, 1, torch.device("cpu")) for _ in range(2)]
-    agents[1].load_state_dict(copy.deepcopy(agents[0].state_dict()))
-    seq, split = agents
+    seq, split = twin_agents(small_cfg)
     b = make_batch(small_cfg)
     mb = small_cfg.model_batch_size
     s_seq = seq.update(b)
@@ -232,8 +235,7 @@ def test_model_update_on_two_threads_is_the_one_thread_update(small_cfg, restore
     """Pretraining with --overlap: the batch's halves on one thread each, gradients summed. The
     same draws and the same gradient as the whole batch on one thread, up to fp32 rounding."""
     cfg = dataclasses.replace(small_cfg, model_batch_size=5)  # unequal halves: 2 and 3
-    agents = [SLACAgent(cfg, 1, torch.device("cpu")) for _ in range(2)]
-    agents[1].load_state_dict(copy.deepcopy(agents[0].state_dict()))
+    agents = twin_agents(cfg)
     b = make_batch(cfg).rows(0, 5)
     torch.set_num_threads(1)
     s_one = agents[0].update_model(b)

@@ -9,7 +9,6 @@ the first ``model_batch_size`` sequences with gradients; the critics (Eq. 8-9) a
 from __future__ import annotations
 
 import copy
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 import numpy as np
 import torch
@@ -18,6 +17,7 @@ import torch.nn.functional as F
 from slac.config import Config, ConfigError
 from slac.model import LatentModel
 from slac.networks import Actor, Critic
+from slac.parallel import TwoThreadUpdates
 from slac.replay import Batch
 
 
@@ -43,7 +43,7 @@ def glorot_init(m: torch.nn.Module) -> None:
         torch.nn.init.zeros_(m.bias)
 
 
-class SLACAgent:
+class SLACAgent(TwoThreadUpdates):
     def __init__(self, cfg: Config, action_dim: int, device: torch.device,
                  policy_std_scale: float = 1.0):
         self.cfg, self.device, self.action_dim = cfg, device, action_dim
@@ -65,7 +65,6 @@ class SLACAgent:
         self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr)
         self.rng_model = torch.Generator(device).manual_seed(cfg.seed)
         self.rng_actor_critic = torch.Generator(device).manual_seed(cfg.seed + 1)
-        self._pool: ThreadPoolExecutor | None = None  # the second thread of two-thread updates
         if cfg.amp and device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise ConfigError("--amp uses bfloat16, which this GPU does not support")
         for net in (self.model.encoder, self.model.decoder):
@@ -93,12 +92,8 @@ class SLACAgent:
 
     # ---------------------------------------------------------------- learning
     # Two streams of work per update, each drawing its noise from its own generator: the model
-    # stream (Eq. 7 on the first model_batch_size sequences) and the actor-critic stream (the
-    # no-grad posterior of the other sequences, then Eq. 8-10). Both read the model as it is
-    # before this update, so on a CPU with two or more threads (``--overlap``) they run
-    # concurrently, one thread each, computing exactly what they compute one after the other;
-    # or, where the model's part dominates and in pretraining, the model's sequences are split
-    # in halves over the two threads and the gradients summed (equal up to fp32 rounding).
+    # stream (Eq. 7) and the actor-critic stream (Eq. 8-10). Below, the one-thread update; on a
+    # CPU with two or more threads (``--overlap``) the schedules of slac/parallel.py.
     def generators(self) -> tuple[torch.Generator, torch.Generator]:
         """The model stream's and the actor-critic stream's random generators."""
         return self.rng_model, self.rng_actor_critic
@@ -112,48 +107,7 @@ class SLACAgent:
         n = b.frames.shape[0]
         if not (self._two_threads() and n >= 2):
             return self._model_step(b, self._head_posterior(b)[1])
-        noise = self.model.noise(n, b.frames.shape[1], self.rng_model, self.device)
-        threads = torch.get_num_threads()
-        try:
-            job = self._worker().submit(self._half_model_grads, b, 1, noise)
-            try:
-                first = self._half_model_grads(b, 0, noise)
-            finally:
-                second = job.result()
-        finally:
-            torch.set_num_threads(threads)
-        return self._sum_and_step(first, second)[0]
-
-    def _half_model_grads(self, b: Batch, i: int, noise: tuple[torch.Tensor, torch.Tensor]):
-        """Half ``i`` of Eq. (7) on ``b``, on one thread: its share of the gradient and of the
-        statistics, and its detached features and latents."""
-        torch.set_num_threads(1)
-        n = b.frames.shape[0]
-        lo, hi = (0, n // 2) if i == 0 else (n // 2, n)
-        h = b.rows(lo, hi)
-        features = self.model.encoder(h.frames)
-        post = self.model.filter(features, h.actions, h.first,
-                                 noise=(noise[0][lo:hi], noise[1][lo:hi]))
-        loss, stats = self.model.loss(h.frames, h.actions, h.rewards, h.valid, post)
-        w = (hi - lo) / n  # Eq. (7) averages over sequences: each half by its share
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        grads = torch.autograd.grad(loss * w, params, allow_unused=True)
-        return grads, {k: v * w for k, v in stats.items()}, features.detach(), post.z.detach()
-
-    def _sum_and_step(self, first, second):
-        """Sum two halves' gradients, take the Adam step; the summed stats, features, latents."""
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        for p, a, c in zip(params, first[0], second[0], strict=True):
-            p.grad = a + c if a is not None and c is not None else (a if a is not None else c)
-        self.model_opt.step()
-        stats = {k: first[1][k] + second[1][k] for k in first[1]}
-        return stats, torch.cat([first[2], second[2]]), torch.cat([first[3], second[3]])
-
-    def _worker(self) -> ThreadPoolExecutor:
-        """The second thread of the overlapped updates."""
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="slac-worker")
-        return self._pool
+        return self._update_model_split(b)
 
     @torch.no_grad()
     def _features_and_latents(self, b: Batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -197,86 +151,6 @@ class SLACAgent:
         if tail_fz is None:
             return f, z
         return torch.cat([f, tail_fz[0]]), torch.cat([z, tail_fz[1]])
-
-    def schedule(self, model_sequences: int, other_sequences: int) -> str:
-        """How :meth:`update` runs: ``sequential``, ``overlap`` (model and actor-critic streams
-        side by side) or ``split`` (the model's sequences in halves over the two threads),
-        whichever the cost ratio below makes shorter."""
-        if not (self._two_threads() and other_sequences):
-            return "sequential"
-        model = self.MODEL_COST_PER_SEQUENCE * model_sequences
-        return "split" if model / 2 + other_sequences < max(model, other_sequences) else "overlap"
-
-    def _two_threads(self) -> bool:
-        """Whether updates split their work over two threads, one each (``--overlap``)."""
-        return self.cfg.overlap and self.device.type == "cpu" and torch.get_num_threads() >= 2
-
-    # A sequence's model update (encoder, decoder, backward) costs ~7x its no-grad encoding
-    # (measured on one thread at the paper's sizes): which of the two schedules below is shorter.
-    MODEL_COST_PER_SEQUENCE = 7
-
-    def _update_split_model(self, b: Batch, head: Batch, tail: Batch) -> dict[str, torch.Tensor]:
-        """:meth:`update` when the model's part dominates (e.g. the cpu preset's batch of 64):
-        the model's sequences split in halves on the two threads as in :meth:`update_model`, the
-        worker first encoding the other sequences with the weights from before the step; then
-        the actor-critic on both threads. Same draws as :meth:`update`; the model's gradient
-        equal up to fp32 rounding."""
-        noise = self.model.noise(head.frames.shape[0], head.frames.shape[1], self.rng_model,
-                                 self.device)
-
-        def worker_part():
-            torch.set_num_threads(1)
-            tail_fz = self._features_and_latents(tail)
-            return tail_fz, self._half_model_grads(head, 1, noise)
-
-        threads = torch.get_num_threads()
-        try:
-            job = self._worker().submit(worker_part)
-            try:
-                first = self._half_model_grads(head, 0, noise)
-            finally:
-                tail_fz, second = job.result()
-        finally:
-            torch.set_num_threads(threads)
-        stats, features, z = self._sum_and_step(first, second)
-        ac_in = (torch.cat([features, tail_fz[0]]), torch.cat([z, tail_fz[1]]))
-        stats.update(self.update_actor_critic(*ac_in, b))
-        return stats
-
-    def _update_overlapped(self, b: Batch, head: Batch, tail: Batch) -> dict[str, torch.Tensor]:
-        """:meth:`update` with the actor-critic stream on a worker thread: exactly the same
-        computation, each stream on one thread (on the 2-core AVX2 machine of the README's Speed
-        section, ~1.4x faster at the paper's sizes than both threads on each stream in turn)."""
-        tail_read: Future = Future()  # the worker is done reading the model's weights
-        head_out: Future = Future()  # the model stream's detached features and latents
-
-        def actor_critic_stream() -> dict[str, torch.Tensor]:
-            torch.set_num_threads(1)
-            try:
-                tail_fz = self._features_and_latents(tail)
-            except BaseException as e:
-                tail_read.set_exception(e)
-                raise
-            tail_read.set_result(None)
-            features, post = head_out.result()
-            return self.update_actor_critic(*self._ac_inputs(features, post, tail_fz), b)
-
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        job = self._worker().submit(actor_critic_stream)
-        try:
-            features, post = self._head_posterior(head)
-            head_out.set_result((features, post))
-            stats = self._model_step(head, post, before_step=tail_read.result)
-            stats.update(job.result())
-        except BaseException as e:
-            if not head_out.done():
-                head_out.set_exception(e)
-            wait([job])  # never leave the worker running on a half-updated agent
-            raise
-        finally:
-            torch.set_num_threads(threads)
-        return stats
 
     @torch.no_grad()
     def td_target(self, z_next: torch.Tensor, h_next: tuple[torch.Tensor, torch.Tensor],

@@ -6,8 +6,8 @@ no-grad posterior of the other sequences, then Eq. 8-10). Both read the model as
 the update, so they can run concurrently, one thread each, computing exactly what they compute
 one after the other (``overlap``); or, where the model's part dominates and in pretraining, the
 model's sequences are split in halves over the two threads and the gradients summed (``split``,
-equal up to fp32 rounding). One thread each, because two streams on one core each beat both
-threads on each stream in turn (README: Speed).
+equal up to fp32 rounding). On the AVX2 machine of the README's Speed section, two streams on
+one core each beat both threads on each stream in turn (2.23 -> 1.81 s per paper-size update).
 """
 
 from __future__ import annotations

@@ -58,23 +58,8 @@ class TwoThreadUpdates:
         worker first encoding the other sequences with the weights from before the step; then
         the actor-critic on both threads. Same draws as :meth:`update`; the model's gradient
         equal up to fp32 rounding."""
-        noise = self.model.noise(head.frames.shape[0], head.frames.shape[1], self.rng_model,
-                                 self.device)
-
-        def worker_part():
-            torch.set_num_threads(1)
-            tail_fz = self._features_and_latents(tail)
-            return tail_fz, self._half_model_grads(head, 1, noise)
-
-        threads = torch.get_num_threads()
-        try:
-            job = self._worker().submit(worker_part)
-            try:
-                first = self._half_model_grads(head, 0, noise)
-            finally:
-                tail_fz, second = job.result()
-        finally:
-            torch.set_num_threads(threads)
+        first, second, tail_fz = self._split_model_grads(
+            head, worker_first=lambda: self._features_and_latents(tail))
         stats, features, z = self._sum_and_step(first, second)
         ac_in = (torch.cat([features, tail_fz[0]]), torch.cat([z, tail_fz[1]]))
         stats.update(self.update_actor_critic(*ac_in, b))
@@ -82,17 +67,30 @@ class TwoThreadUpdates:
 
     def _update_model_split(self, b: Batch) -> dict[str, torch.Tensor]:
         """:meth:`update_model` with the batch's halves on one thread each, gradients summed."""
+        first, second, _ = self._split_model_grads(b)
+        return self._sum_and_step(first, second)[0]
+
+    def _split_model_grads(self, b: Batch, worker_first=None):
+        """Both halves of Eq. (7) on ``b``, one thread each, with the noise of the whole batch
+        drawn first; the worker runs ``worker_first()`` before its half (reading the weights as
+        they are before the step). Returns the two halves and what ``worker_first`` returned."""
         noise = self.model.noise(b.frames.shape[0], b.frames.shape[1], self.rng_model, self.device)
+
+        def worker_part():
+            torch.set_num_threads(1)
+            before = worker_first() if worker_first is not None else None
+            return self._half_model_grads(b, 1, noise), before
+
         threads = torch.get_num_threads()
         try:
-            job = self._worker().submit(self._half_model_grads, b, 1, noise)
+            job = self._worker().submit(worker_part)
             try:
                 first = self._half_model_grads(b, 0, noise)
             finally:
-                second = job.result()
+                second, before = job.result()
         finally:
             torch.set_num_threads(threads)
-        return self._sum_and_step(first, second)[0]
+        return first, second, before
 
     def _half_model_grads(self, b: Batch, i: int, noise: tuple[torch.Tensor, torch.Tensor]):
         """Half ``i`` of Eq. (7) on ``b``, on one thread: its share of the gradient and of the

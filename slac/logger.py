@@ -12,7 +12,7 @@ from pathlib import Path
 TRAIN_COLUMNS = (
     "env_step", "agent_step", "updates", "phase", "wall_time", "env_steps_per_s", "updates_per_s",
     "model_loss", "image_nll", "kl", "reward_nll", "critic_loss", "actor_loss", "alpha_loss",
-    "alpha", "entropy", "q", "episode_return", "physics_errors",
+    "alpha", "entropy", "q", "episode_return", "physics_errors", "active_z1",
 )
 EVAL_COLUMNS = (
     "env_step", "return_mean", "return_std", "return_min", "return_max", "episodes",
@@ -21,11 +21,16 @@ EVAL_COLUMNS = (
 
 
 class CSVLog:
-    """Appends rows with fixed columns; writes the header once."""
+    """Appends rows with fixed columns; writes the header once. A file begun by an older
+    version keeps its own header (columns it lacks are left out of the rows appended)."""
 
     def __init__(self, path: str | os.PathLike, columns: tuple[str, ...]):
-        self.path, self.columns = Path(path), columns
+        self.path = Path(path)
         new = not self.path.exists() or self.path.stat().st_size == 0
+        if not new:
+            with open(self.path, newline="") as f:
+                columns = tuple(next(csv.reader(f), columns))
+        self.columns = columns
         self._file = open(self.path, "a", newline="")
         self._writer = csv.DictWriter(self._file, fieldnames=columns, extrasaction="ignore")
         if new:

@@ -54,6 +54,12 @@ def image_nll(x: torch.Tensor, mean: torch.Tensor, var: float) -> torch.Tensor:
     return 0.5 * sq / var + 0.5 * math.prod(x.shape[-3:]) * math.log(2 * math.pi * var)
 
 
+def active_units(means: torch.Tensor, threshold: float = 0.01) -> int:
+    """Units whose posterior mean varies across inputs: Var_x(E_q[z | x]) > ``threshold``, over
+    the first dimension of ``means`` (N, units). Burda et al. (2016)'s count of active units."""
+    return int((means.var(0) > threshold).sum())
+
+
 class LatentModel(nn.Module):
     def __init__(self, action_dim: int, z1_dim: int = 32, z2_dim: int = 256,
                  feature_dim: int = 256, hidden: int = 256, decoder_var: float = 0.1,
@@ -118,6 +124,14 @@ class LatentModel(nn.Module):
                 lst.append(v)
         stack = [torch.stack(v, 1) for v in (z1s, z2s, qm, qs, pm, ps)]
         return Filtered(*stack)
+
+    @torch.no_grad()
+    def active_z1(self, frames: torch.Tensor) -> int:
+        """How many of the z1 units the first-step posterior q(z1_1 | x_1) uses on these uint8
+        frames (N, H, W, 3). 0 while the model draws only the average scene: the encoder's
+        features then barely differ between frames (posterior collapse)."""
+        mean, _ = self.z1_posterior_init(self.encoder(frames))
+        return active_units(mean)
 
     def prior_step(self, z2: torch.Tensor, action: torch.Tensor):
         """z1 ~ p(z1 | z2, a), z2' ~ p(z2 | z1, z2, a): one step of the generative model."""

@@ -173,5 +173,13 @@ class Replay:
             valid=valid,
         )
 
+    def spread_frames(self, n: int) -> torch.Tensor:
+        """Up to ``n`` frames (uint8, N H W 3) spread evenly over the stored window, chosen
+        without a random draw, so diagnostics that read them never change what a run samples."""
+        if self.size == 0:
+            raise ValueError("replay is empty")
+        logical = np.unique(np.linspace(0, self.size - 1, n).round().astype(np.int64))
+        return torch.from_numpy(self.frames[self._slots(logical)])
+
     def nbytes(self) -> int:
         return sum(getattr(self, name).nbytes for name in self.FIELDS)

@@ -37,6 +37,9 @@ class _Stop(Exception):
     pass
 
 
+ACTIVE_UNIT_FRAMES = 256  # frames of the replay the active_z1 column of train.csv is measured on
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -317,6 +320,9 @@ class Trainer:
             "env_steps_per_s": (self.env_step - self._window_env_step) / dt,
             "updates_per_s": self._n / dt, "episode_return": self.last_return,
             "physics_errors": self.physics_errors,
+            # z1 units the posterior takes from the image; 0 = posterior collapse (README)
+            "active_z1": self.agent.model.active_z1(
+                self.replay.spread_frames(ACTIVE_UNIT_FRAMES).to(self.device)),
         })
         self.logger.log_train(row)
         self._sums, self._n = {}, 0

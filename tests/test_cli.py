@@ -24,6 +24,7 @@ def test_train_writes_run_directory(trained):
     last = train_rows[-1]
     for key in ("model_loss", "critic_loss", "actor_loss", "alpha", "entropy", "updates_per_s"):
         assert last[key] != "", key
+    assert all(0 <= int(r["active_z1"]) <= 32 for r in train_rows)
 
 
 def test_eval_command(trained):

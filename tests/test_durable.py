@@ -14,6 +14,7 @@ import torch
 
 from slac import checkpoint
 from slac.config import Config
+from slac.logger import CSVLog
 
 SMALL = ["--task", "cartpole-swingup", "--seed", "0", "--env-steps", "1200",
          "--random-steps", "400", "--pretrain-updates", "5", "--batch-size", "16",
@@ -221,3 +222,13 @@ def test_full_disk_stops_with_a_message_and_keeps_the_last_checkpoint(tmp_path, 
     assert "No space left on device" in capsys.readouterr().err
     state = checkpoint.load_latest(tmp_path / "run")
     assert state["counters"]["env_step"] == 400  # the first checkpoint, intact
+
+
+def test_a_train_csv_begun_by_an_older_version_keeps_its_columns(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_text("env_step,phase,model_loss\n1000,pretrain,-5\n")
+    log = CSVLog(path, ("env_step", "phase", "model_loss", "active_z1"))
+    log.write({"env_step": 2000, "phase": "train", "model_loss": -6.0, "active_z1": 3})
+    log.close()
+    rows = list(csv.DictReader(open(path)))
+    assert [list(r.values()) for r in rows] == [["1000", "pretrain", "-5"], ["2000", "train", "-6"]]

@@ -5,7 +5,7 @@ import math
 import torch
 from torch import distributions as D
 
-from slac.model import gaussian_kl, gaussian_nll, image_nll
+from slac.model import LatentModel, active_units, gaussian_kl, gaussian_nll, image_nll
 from slac.networks import Actor, tanh_gaussian_log_prob
 
 
@@ -63,3 +63,25 @@ def test_actor_samples_in_bounds_with_matching_log_prob():
     assert action.abs().max() <= 1
     mean, std = actor(f, a)
     assert torch.all(std > 0)
+
+
+def test_active_units_counts_units_whose_mean_varies_more_than_the_threshold():
+    # Columns of +-s have variance s^2 * n / (n - 1): 0.04, 0.0025 and 0 for s = 0.2, 0.05, 0.
+    signs = torch.tensor([1.0, -1.0] * 8)[:, None]
+    means = signs * torch.tensor([0.2, 0.05, 0.0, 0.2]) + torch.tensor([5.0, 0.0, 3.0, -1.0])
+    assert active_units(means) == 2
+    assert active_units(means, threshold=0.001) == 3
+
+
+def test_a_posterior_that_ignores_the_image_has_no_active_units():
+    torch.manual_seed(0)
+    model = LatentModel(action_dim=1, conv_width=4)
+    frames = torch.randint(0, 256, (16, 64, 64, 3), dtype=torch.uint8)
+    head = model.z1_posterior_init.net[-1]
+    with torch.no_grad():
+        head.weight.zero_()  # means = bias: the same for every frame
+        head.bias.normal_()
+    assert model.active_z1(frames) == 0
+    with torch.no_grad():  # the first mean unit now follows the mean of the first hidden unit
+        head.weight[0, 0] = 1e4
+    assert model.active_z1(frames) == 1

@@ -103,3 +103,15 @@ def test_add_before_start_episode_is_an_error():
     r = Replay(capacity=20, action_dim=2)
     with pytest.raises(RuntimeError):
         r.add(np.zeros(2), 0.0, frame(0), False)
+
+
+def test_spread_frames_cover_the_window_without_a_random_draw():
+    r = Replay(capacity=20, action_dim=2)
+    fill(r, [50])  # frames 30..50 stay in the window
+    state = r.rng.bit_generator.state
+    values = r.spread_frames(5)[:, 0, 0, 0].tolist()
+    assert values == [30, 35, 40, 45, 50]
+    assert r.spread_frames(100).shape[0] == 21  # never more frames than stored
+    assert r.rng.bit_generator.state == state  # the run's sampling is untouched
+    with pytest.raises(ValueError):
+        Replay(capacity=20, action_dim=2).spread_frames(4)

@@ -82,6 +82,6 @@ def test_a_posterior_that_ignores_the_image_has_no_active_units():
         head.weight.zero_()  # means = bias: the same for every frame
         head.bias.normal_()
     assert model.active_z1(frames) == 0
-    with torch.no_grad():  # the first mean unit now follows the mean of the first hidden unit
+    with torch.no_grad():  # the first mean unit now follows the first hidden unit (image-driven)
         head.weight[0, 0] = 1e4
     assert model.active_z1(frames) == 1

@@ -16,9 +16,10 @@ printing every --every updates:
         [--model-lr 1e-4] [--decoder-var V] [--conv-width 16] [--random-steps N] [--threads 1]
         [--out DIR]
 
-Random data: the task's protocol (DMC: 10 episodes of a = tanh(u), u ~ N(0, 2^2)), ~5 minutes
-for ball_in_cup at 1 thread here. Other sizes are the cpu preset's. A picture of true frames
-and posterior reconstructions goes to --out every --picture-every updates.
+Random data: the task's protocol, as `slac train` collects it (DMC: 10 episodes of a = tanh(u),
+u ~ N(0, 2^2)), ~2 minutes for ball_in_cup at 1 thread here. Other sizes are the cpu preset's.
+A picture of true frames and posterior reconstructions goes to --out every --picture-every
+updates.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from slac import envs
 from slac.agent import SLACAgent
 from slac.config import Config, resolve, with_preset
 from slac.replay import Replay
+from slac.tasks import get_task
+from slac.train import random_action
 from slac.viz import grid, save_png
 
 
@@ -42,12 +45,13 @@ def collect(cfg: Config) -> Replay:
     env = envs.make(cfg.task, cfg.seed, cfg.action_repeat, cfg.render_quality)
     replay = Replay(2 * cfg.random_steps // cfg.action_repeat, env.action_dim, seed=cfg.seed)
     rng, action_dim = np.random.default_rng(cfg.seed), env.action_dim
+    kind = get_task(cfg.task).random_action
     agent_steps = 0
     while agent_steps * cfg.action_repeat < cfg.random_steps:
         replay.start_episode(env.reset())
         done = False
         while not done and agent_steps * cfg.action_repeat < cfg.random_steps:
-            a = np.tanh(rng.normal(0.0, 2.0, action_dim)).astype(np.float32)
+            a = random_action(kind, rng, action_dim)
             s = env.step(a)
             replay.add(a, s.reward, s.obs, s.terminated)
             done = s.done

@@ -40,6 +40,13 @@ class _Stop(Exception):
 ACTIVE_UNIT_FRAMES = 256  # frames of the replay the active_z1 column of train.csv is measured on
 
 
+def random_action(kind: str, rng: np.random.Generator, action_dim: int) -> np.ndarray:
+    """An action of the random-data phase: the task's ``random_action`` protocol."""
+    if kind == "tanh_normal":  # DMC: a = tanh(u), u ~ N(0, 2^2)
+        return np.tanh(rng.normal(0.0, 2.0, action_dim)).astype(np.float32)
+    return rng.uniform(-1.0, 1.0, action_dim).astype(np.float32)  # Gym: uniform
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -128,9 +135,7 @@ class Trainer:
         self.in_episode = True
 
     def _random_action(self) -> np.ndarray:
-        if self.spec.random_action == "tanh_normal":  # a = tanh(u), u ~ N(0, 2^2)
-            return np.tanh(self.rng.normal(0.0, 2.0, self.action_dim)).astype(np.float32)
-        return self.rng.uniform(-1.0, 1.0, self.action_dim).astype(np.float32)
+        return random_action(self.spec.random_action, self.rng, self.action_dim)
 
     def _env_step(self, action: np.ndarray) -> None:
         step = self.env.step(action)

@@ -110,9 +110,16 @@ class SLACAgent(TwoThreadUpdates):
         return self._update_model_split(b)
 
     @torch.no_grad()
-    def _features_and_latents(self, b: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encoder features and posterior latents of ``b`` for the actor-critic, no gradients."""
-        f = self.model.encoder(b.frames)
+    def _encode(self, b: Batch) -> torch.Tensor:
+        """Encoder features of ``b``, no gradients."""
+        return self.model.encoder(b.frames)
+
+    @torch.no_grad()
+    def _features_and_latents(self, b: Batch, features: torch.Tensor | None = None
+                              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoder features (unless given) and posterior latents of ``b`` for the actor-critic,
+        no gradients."""
+        f = self._encode(b) if features is None else features
         return f, self.model.filter(f, b.actions, b.first, self.rng_actor_critic).z
 
     def _model_step(self, b: Batch, post, before_step=None) -> dict[str, torch.Tensor]:

@@ -12,6 +12,7 @@ one core each beat both threads on each stream in turn (2.23 -> 1.81 s per paper
 
 from __future__ import annotations
 
+import math
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING
 
@@ -123,17 +124,40 @@ class TwoThreadUpdates:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="slac-worker")
         return self._pool
 
+    # ...and the actor-critic's update after the encoding (critics, actor, alpha: MLPs over the
+    # whole batch) ~0.15 no-grad encodings per sequence of the batch.
+    ACTOR_CRITIC_COST_PER_SEQUENCE = 0.15
+
+    def model_stream_share(self, model_sequences: int, other_sequences: int, steps: int) -> int:
+        """How many of the other sequences the model stream encodes (no gradients) before its
+        own update in the overlapped schedule, so that both streams take about equally long: the
+        actor-critic stream encodes the rest, filters, and updates the critics and the actor. A
+        multiple of the encoder's chunk in sequences where it can be, so every encoder pass sees
+        the same frames as in one pass over all of them (bit-identical features)."""
+        total = model_sequences + other_sequences
+        ac = other_sequences + self.ACTOR_CRITIC_COST_PER_SEQUENCE * total
+        k = (ac - self.MODEL_COST_PER_SEQUENCE * model_sequences) / 2
+        step = max(1, min(8, self.model.encoder.CHUNK // math.gcd(self.model.encoder.CHUNK, steps)))
+        return int(min(max(round(k / step) * step, 0), other_sequences))
+
     def _update_overlapped(self, b: Batch, head: Batch, tail: Batch) -> dict[str, torch.Tensor]:
         """:meth:`update` with the actor-critic stream on a worker thread: exactly the same
         computation, each stream on one thread (on the 2-core AVX2 machine of the README's Speed
-        section, ~1.4x faster at the paper's sizes than both threads on each stream in turn)."""
+        section, ~1.4x faster at the paper's sizes than both threads on each stream in turn).
+        The model stream first encodes :meth:`model_stream_share` of the other sequences, so the
+        streams are balanced."""
+        k = self.model_stream_share(head.frames.shape[0], tail.frames.shape[0],
+                                    tail.frames.shape[1])
         tail_read: Future = Future()  # the worker is done reading the model's weights
         head_out: Future = Future()  # the model stream's detached features and latents
+        shared: Future = Future()  # the model stream's encoding of the first k other sequences
 
         def actor_critic_stream() -> dict[str, torch.Tensor]:
             torch.set_num_threads(1)
             try:
-                tail_fz = self._features_and_latents(tail)
+                rest = [self._encode(tail.rows(k))] if k < tail.frames.shape[0] else []
+                first = [shared.result()] if k else []  # ready by now, unless the share is big
+                tail_fz = self._features_and_latents(tail, torch.cat(first + rest))
             except BaseException as e:
                 tail_read.set_exception(e)
                 raise
@@ -145,6 +169,11 @@ class TwoThreadUpdates:
         torch.set_num_threads(1)
         job = self._worker().submit(actor_critic_stream)
         try:
+            try:
+                shared.set_result(self._encode(tail.rows(0, k)) if k else None)
+            except BaseException as e:
+                shared.set_exception(e)
+                raise
             features, post = self._head_posterior(head)
             head_out.set_result((features, post))
             stats = self._model_step(head, post, before_step=tail_read.result)

@@ -163,11 +163,15 @@ def restore_threads():
     torch.set_num_threads(n)
 
 
-def test_overlapped_update_is_the_sequential_update(small_cfg, monkeypatch, restore_threads):
-    """--overlap runs the actor-critic stream on a worker thread: the same losses, the same
-    parameters afterwards, the same generator states, bit for bit (one thread per stream)."""
+@pytest.mark.parametrize("share", [0, 2, 4])  # other sequences the model stream encodes
+def test_overlapped_update_is_the_sequential_update(small_cfg, monkeypatch, restore_threads,
+                                                    share):
+    """--overlap runs the actor-critic stream on a worker thread, the model stream encoding a
+    share of its sequences first: the same losses, the same parameters afterwards, the same
+    generator states, bit for bit (one thread per stream)."""
     torch.set_num_threads(1)
     seq, ovl = twin_agents(small_cfg)
+    monkeypatch.setattr(ovl, "model_stream_share", lambda *_: share)
     b = make_batch(small_cfg)
     mb = small_cfg.model_batch_size
     for _ in range(2):
@@ -261,3 +265,17 @@ def test_schedule_follows_the_cost_ratio(small_cfg, restore_threads):
     agent.cfg = dataclasses.replace(small_cfg, overlap=False)
     torch.set_num_threads(2)
     assert agent.schedule(32, 224) == "sequential"
+
+
+def test_model_stream_share_balances_the_streams(small_cfg):
+    """The model stream's share of the other sequences' encoding: what evens out the two
+    streams' costs, in whole encoder chunks (8 sequences of 9 frames), within the batch."""
+    agent = SLACAgent(small_cfg, 1, torch.device("cpu"))
+    m, o = 32, 224  # the paper's batch
+    k = agent.model_stream_share(m, o, 9)
+    assert k % 8 == 0 and 0 < k < o
+    model_stream = agent.MODEL_COST_PER_SEQUENCE * m + k
+    ac_stream = o - k + agent.ACTOR_CRITIC_COST_PER_SEQUENCE * (m + o)
+    assert abs(model_stream - ac_stream) <= 8  # one chunk: the rounding
+    assert agent.model_stream_share(32, 8, 9) == 0  # the model's part alone is the longer
+    assert agent.model_stream_share(1, 1000, 9) <= 1000

@@ -182,6 +182,30 @@ def run(cfg: Config, iterations: int = 5) -> dict:
     def iteration():
         agent.update(next(it))
 
+    share = agent.model_stream_share(mb, cfg.batch_size - mb, cfg.sequence_length + 1)
+
+    def streams() -> tuple[float, float]:
+        """The overlapped schedule's two streams, one after the other on one thread: seconds
+        of each (equal when the share of the encoding given to the model stream balances them)."""
+        b = next(it).to(device)
+        head, tail = b.rows(0, mb), b.rows(mb)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            t0 = time.perf_counter()
+            shared = agent._encode(tail.rows(0, share)) if share else None
+            features, post = agent._head_posterior(head)
+            agent._model_step(head, post)
+            t1 = time.perf_counter()
+            rest = agent._encode(tail.rows(share)) if share < tail.frames.shape[0] else None
+            tail_f = torch.cat([f for f in (shared, rest) if f is not None])
+            tail_fz = agent._features_and_latents(tail, tail_f)
+            agent.update_actor_critic(*agent._ac_inputs(features, post, tail_fz), b)
+            t2 = time.perf_counter()
+        finally:
+            torch.set_num_threads(threads)
+        return t1 - t0, t2 - t1
+
     overlap, agent.cfg = agent.cfg.overlap, dataclasses.replace(agent.cfg, overlap=False)
     with FlopCounterMode(display=False) as fc:  # counts this thread's ops: the sequential path
         agent.update(batches[0])
@@ -190,6 +214,7 @@ def run(cfg: Config, iterations: int = 5) -> dict:
     t_model = _timed(model_update, iterations)
     t_ac = _timed(actor_critic_update, iterations)
     t_iter = _timed(iteration, iterations)
+    t_streams = [streams() for _ in range(iterations + 1)][1:] if mb < cfg.batch_size else []
     peak_gemm = gemm_peak(device)
     peak_conv, peak_conv_where = largest_conv_peak(agent, batches[0].frames[:64].to(device))
     env_steps_s, agent_steps_s = env_speed(cfg)
@@ -217,6 +242,10 @@ def run(cfg: Config, iterations: int = 5) -> dict:
         "model_update_min_s": min(t_model),
         "actor_critic_update_s": statistics.median(t_ac),
         "actor_critic_update_min_s": min(t_ac),
+        "model_stream_s": statistics.median(t[0] for t in t_streams) if t_streams else None,
+        "actor_critic_stream_s": (statistics.median(t[1] for t in t_streams)
+                                  if t_streams else None),
+        "model_stream_share": share,
         "env_steps_per_s": env_steps_s,
         "agent_steps_per_s": agent_steps_s,
         "flops_per_iteration": flops,
@@ -250,6 +279,10 @@ def report(r: dict) -> str:
         f"{r['model_update_min_s']:.3f} s min",
         f"  actor-critic       {r['actor_critic_update_s']:.3f} s median, "
         f"{r['actor_critic_update_min_s']:.3f} s min",
+        *([f"  streams, 1 thread  model {r['model_stream_s']:.3f} s (with {r['model_stream_share']}"
+            f" of the actor-critic's sequences to encode), actor-critic "
+            f"{r['actor_critic_stream_s']:.3f} s (medians, one after the other)"]
+          if r.get("model_stream_s") is not None else []),
         f"  FLOPs/iteration    {r['flops_per_iteration'] / 1e9:.1f} GFLOP (counted)",
         f"  achieved           {r['achieved_gflops']:.1f} GFLOP/s",
         f"  peak               {r['peak_gflops']:.1f} GFLOP/s (GEMM {r['peak_gflops_gemm']:.1f}, "

@@ -22,6 +22,10 @@ def test_bench_reports_consistent_figures(tmp_path):
     # an iteration at the preset's sizes is ~24 GFLOP: counted, not a constant
     assert 15e9 < r["flops_per_iteration"] < 35e9
     assert r["replay_bytes"] < 1.4e9 and "fraction of peak" in done.stdout
+    # the two streams of an update, timed one after the other (the cpu preset gives the model
+    # stream none of the others' encoding: its own part is the longer)
+    assert r["model_stream_s"] > 0 and r["actor_critic_stream_s"] > 0
+    assert r["model_stream_share"] == 0 and "streams, 1 thread" in done.stdout
 
 
 def test_bench_bad_iterations():

@@ -14,6 +14,7 @@ printing every --every updates:
 
     .venv/bin/python scripts/model_collapse.py [--task ball_in_cup-catch] [--updates 6000]
         [--model-lr 1e-4] [--decoder-var V] [--conv-width 16] [--random-steps N] [--threads 1]
+        [--model-batch-size 32]
         [--out DIR]
 
 Random data: the task's protocol, as `slac train` collects it (DMC: 10 episodes of a = tanh(u),
@@ -68,6 +69,7 @@ def main() -> None:
     p.add_argument("--decoder-var", type=float, default=None, help="default: the task's")
     p.add_argument("--conv-width", type=int, default=16, help="the cpu preset's")
     p.add_argument("--random-steps", type=int, default=None, help="default: the task's")
+    p.add_argument("--model-batch-size", type=int, default=None, help="default: the preset's")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--every", type=int, default=250)
@@ -77,12 +79,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     given = {"task": args.task, "preset": "cpu", "seed": args.seed, "model_lr": args.model_lr,
              "conv_width": args.conv_width, "threads": args.threads,
-             "decoder_var": args.decoder_var, "random_steps": args.random_steps}
+             "decoder_var": args.decoder_var, "random_steps": args.random_steps,
+             "model_batch_size": args.model_batch_size}
     cfg = resolve(Config(**with_preset({k: v for k, v in given.items() if v is not None})))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"{cfg.task}: model lr {cfg.model_lr}, decoder var {cfg.decoder_var}, conv width "
-          f"{cfg.conv_width}, {args.threads} thread(s), seed {cfg.seed}", flush=True)
+          f"{cfg.conv_width}, model batch {cfg.model_batch_size}, {args.threads} thread(s), "
+          f"seed {cfg.seed}", flush=True)
     t0 = time.time()
     replay = collect(cfg)
     action_dim = replay.actions.shape[1]

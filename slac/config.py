@@ -24,7 +24,8 @@ PRESETS: dict[str, dict[str, tuple]] = {
     "cpu": {
         "conv_width": (16, 32),
         "batch_size": (64, 256),
-        "pretrain_updates": (5_000, 50_000),
+        "model_batch_size": (8, 32),
+        "pretrain_updates": (20_000, 50_000),
         "env_steps": (50_000, 1_000_000),
     },
 }

@@ -14,7 +14,7 @@ printing every --every updates:
 
     .venv/bin/python scripts/model_collapse.py [--task ball_in_cup-catch] [--updates 6000]
         [--model-lr 1e-4] [--decoder-var V] [--conv-width 16] [--random-steps N] [--threads 1]
-        [--model-batch-size 32]
+        [--model-batch-size 8]
         [--out DIR]
 
 Random data: the task's protocol, as `slac train` collects it (DMC: 10 episodes of a = tanh(u),

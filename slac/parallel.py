@@ -52,6 +52,9 @@ class TwoThreadUpdates:
     # A sequence's model update (encoder, decoder, backward) costs ~7x its no-grad encoding
     # (measured on one thread at the paper's sizes): which of the two schedules below is shorter.
     MODEL_COST_PER_SEQUENCE = 7
+    # ...and the actor-critic's update after the encoding (critics, actor, alpha: MLPs over the
+    # whole batch) ~0.15 no-grad encodings per sequence of the batch (not yet measured quiet).
+    ACTOR_CRITIC_COST_PER_SEQUENCE = 0.15
 
     def _update_split_model(self, b: Batch, head: Batch, tail: Batch) -> dict[str, torch.Tensor]:
         """:meth:`update` when the model's part dominates (e.g. the cpu preset's batch of 64):
@@ -124,10 +127,6 @@ class TwoThreadUpdates:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="slac-worker")
         return self._pool
 
-    # ...and the actor-critic's update after the encoding (critics, actor, alpha: MLPs over the
-    # whole batch) ~0.15 no-grad encodings per sequence of the batch.
-    ACTOR_CRITIC_COST_PER_SEQUENCE = 0.15
-
     def model_stream_share(self, model_sequences: int, other_sequences: int, steps: int) -> int:
         """How many of the other sequences the model stream encodes (no gradients) before its
         own update in the overlapped schedule, so that both streams take about equally long: the
@@ -137,7 +136,8 @@ class TwoThreadUpdates:
         total = model_sequences + other_sequences
         ac = other_sequences + self.ACTOR_CRITIC_COST_PER_SEQUENCE * total
         k = (ac - self.MODEL_COST_PER_SEQUENCE * model_sequences) / 2
-        step = max(1, min(8, self.model.encoder.CHUNK // math.gcd(self.model.encoder.CHUNK, steps)))
+        chunk = self.model.encoder.CHUNK
+        step = min(8, chunk // math.gcd(chunk, steps))  # 8 sequences of 9 frames: one chunk
         return int(min(max(round(k / step) * step, 0), other_sequences))
 
     def _update_overlapped(self, b: Batch, head: Batch, tail: Batch) -> dict[str, torch.Tensor]:

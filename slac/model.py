@@ -98,32 +98,33 @@ class LatentModel(nn.Module):
         """
         B, T, _ = features.shape
         eps1, eps2 = noise if noise is not None else self.noise(B, T, generator, features.device)
-        zeros = features.new_zeros(B, self.z1_dim)
-        ones = torch.ones_like(zeros)
-        z1s, z2s, qm, qs, pm, ps = [], [], [], [], [], []
+        # What does not depend on the samples is computed for all steps at once, outside the
+        # loop: q(z1 | x_t) (used at episode starts) and, after it, p(z1_t+1 | z2_t, a_t).
+        init_mean, init_std = self.z1_posterior_init(features)
+        z1s, z2s, qm, qs = [], [], [], []
         for t in range(T):
-            q_mean, q_std = self.z1_posterior_init(features[:, t])
-            p_mean, p_std = zeros, ones
+            q_mean, q_std = init_mean[:, t], init_std[:, t]
             if t > 0:
                 z2_prev, a_prev = z2s[-1], actions[:, t - 1]
                 restart = first[:, t, None]
                 sq_mean, sq_std = self.z1_posterior(features[:, t], z2_prev, a_prev)
-                sp_mean, sp_std = self.z1_prior(z2_prev, a_prev)
                 q_mean = torch.where(restart, q_mean, sq_mean)
                 q_std = torch.where(restart, q_std, sq_std)
-                p_mean = torch.where(restart, p_mean, sp_mean)
-                p_std = torch.where(restart, p_std, sp_std)
             z1 = q_mean + q_std * eps1[:, t]
             m2, s2 = self.z2_prior_init(z1)
             if t > 0:
                 sm2, ss2 = self.z2_prior(z1, z2_prev, a_prev)
                 m2, s2 = torch.where(restart, m2, sm2), torch.where(restart, s2, ss2)
             z2 = m2 + s2 * eps2[:, t]
-            values = (z1, z2, q_mean, q_std, p_mean, p_std)
-            for lst, v in zip((z1s, z2s, qm, qs, pm, ps), values, strict=True):
+            for lst, v in zip((z1s, z2s, qm, qs), (z1, z2, q_mean, q_std), strict=True):
                 lst.append(v)
-        stack = [torch.stack(v, 1) for v in (z1s, z2s, qm, qs, pm, ps)]
-        return Filtered(*stack)
+        z1, z2, q_mean, q_std = (torch.stack(v, 1) for v in (z1s, z2s, qm, qs))
+        # p(z1_1) = N(0, I), and so at every episode start; p(z1_t+1 | z2_t, a_t) elsewhere
+        p_mean, p_std = self.z1_prior(z2[:, :-1], actions)
+        restart = first[:, 1:, None]
+        p_mean = F.pad(torch.where(restart, 0.0, p_mean), (0, 0, 1, 0))
+        p_std = F.pad(torch.where(restart, 1.0, p_std), (0, 0, 1, 0), value=1.0)
+        return Filtered(z1, z2, q_mean, q_std, p_mean, p_std)
 
     @torch.no_grad()
     def active_z1(self, frames: torch.Tensor) -> int:

@@ -59,10 +59,13 @@ class SLACAgent(TwoThreadUpdates):
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = torch.zeros((), device=device, requires_grad=True)
         self.target_entropy = -float(action_dim)
-        self.model_opt = torch.optim.Adam(self.model.parameters(), lr=cfg.model_lr)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
-        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr)
+        # fused: one pass over each parameter's state; the model's step (2.5M parameters at the
+        # cpu preset's sizes) took half the time of the default's here
+        fused = device.type in ("cpu", "cuda")
+        self.model_opt = torch.optim.Adam(self.model.parameters(), cfg.model_lr, fused=fused)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), cfg.actor_lr, fused=fused)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), cfg.critic_lr, fused=fused)
+        self.alpha_opt = torch.optim.Adam([self.log_alpha], cfg.alpha_lr, fused=fused)
         self.rng_model = torch.Generator(device).manual_seed(cfg.seed)
         self.rng_actor_critic = torch.Generator(device).manual_seed(cfg.seed + 1)
         if cfg.amp and device.type == "cuda" and not torch.cuda.is_bf16_supported():

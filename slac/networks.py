@@ -118,6 +118,16 @@ class _SubPixelLastLayer(torch.autograd.Function):
             list(ctx.needs_input_grad))
 
 
+def _stride2_patches(t: torch.Tensor, pad: tuple[int, int, int, int], h: int, w: int):
+    """The h x w stride-2 3x3 windows of ``t`` (N, C, H, W) padded by ``pad`` (F.pad's order),
+    as rows (N h w, 3 3 C) in channels-last order: one copy, for a weight gradient's matmul."""
+    padded = F.pad(t, pad).contiguous(memory_format=torch.channels_last)
+    s_n, s_c, s_h, s_w = padded.stride()
+    windows = padded.as_strided((t.shape[0], h, w, 3, 3, t.shape[1]),
+                                (s_n, 2 * s_h, 2 * s_w, s_h, s_w, s_c))
+    return windows.reshape(t.shape[0] * h * w, -1)
+
+
 class _Stride2TransposedConv3x3(torch.autograd.Function):
     """A 3x3 stride-2 transposed conv (padding 1, output padding 1), the decoder's middle layers,
     with a faster exact backward: the input's gradient as the strided conv it is (oneDNN's
@@ -140,11 +150,8 @@ class _Stride2TransposedConv3x3(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             # dW[i, o, ky, kx] = sum_{n, r, c} x[n, i, r, c] grad[n, o, 2r - 1 + ky, 2c - 1 + kx]
             n, c_in, h, w = x.shape
-            padded = F.pad(grad, (1, 0, 1, 0)).contiguous(memory_format=torch.channels_last)
-            s_n, s_c, s_h, s_w = padded.stride()
-            patches = padded.as_strided((n, h, w, 3, 3, grad.shape[1]),
-                                        (s_n, 2 * s_h, 2 * s_w, s_h, s_w, s_c))
-            g_w = x.permute(0, 2, 3, 1).reshape(-1, c_in).T @ patches.reshape(n * h * w, -1)
+            patches = _stride2_patches(grad, (1, 0, 1, 0), h, w)
+            g_w = x.permute(0, 2, 3, 1).reshape(-1, c_in).T @ patches
             g_w = g_w.view(c_in, 3, 3, -1).permute(0, 3, 1, 2)  # channels-last, as the weight
         if ctx.needs_input_grad[2]:
             g_b = grad.sum((0, 2, 3))
@@ -173,15 +180,9 @@ class _Stride2Conv3x3(torch.autograd.Function):
                 [True, False, False])[0]
         if ctx.needs_input_grad[1]:
             # dW[o, i, ky, kx] = sum_{n, r, c} grad[n, o, r, c] x[n, i, 2r - 1 + ky, 2c - 1 + kx]
-            n, c_in = x.shape[:2]
-            h, w = grad.shape[2:]
-            padded = F.pad(x, (1, 1, 1, 1)).contiguous(memory_format=torch.channels_last)
-            s_n, s_c, s_h, s_w = padded.stride()
-            patches = padded.as_strided((n, h, w, 3, 3, c_in),
-                                        (s_n, 2 * s_h, 2 * s_w, s_h, s_w, s_c))
-            g_w = grad.permute(0, 2, 3, 1).reshape(-1, grad.shape[1]).T @ patches.reshape(
-                n * h * w, -1)
-            g_w = g_w.view(-1, 3, 3, c_in).permute(0, 3, 1, 2)  # channels-last, as the weight
+            patches = _stride2_patches(x, (1, 1, 1, 1), *grad.shape[2:])
+            g_w = grad.permute(0, 2, 3, 1).reshape(-1, grad.shape[1]).T @ patches
+            g_w = g_w.view(-1, 3, 3, x.shape[1]).permute(0, 3, 1, 2)  # channels-last, as weight
         if ctx.needs_input_grad[2]:
             g_b = grad.sum((0, 2, 3))
         return g_x, g_w, g_b

@@ -51,6 +51,14 @@ def wait_for(predicate, proc, timeout=300):
         time.sleep(0.2)
 
 
+def wait_for_line(proc, text):
+    """Read the run's output up to a line containing ``text`` (the rest stays for finish())."""
+    for line in proc.stdout:
+        if text in line:
+            return
+    raise AssertionError(f"the run ended (exit {proc.wait()}) without printing {text!r}")
+
+
 def eval_rows(run_dir):
     p = Path(run_dir) / "eval.csv"
     return max(0, len(p.read_text().splitlines()) - 1) if p.exists() else 0
@@ -78,7 +86,8 @@ def test_killed_and_resumed_runs_match_the_run_left_alone(reference, tmp_path):
     proc.wait()
     # 3. resumed, then SIGTERM: checkpoints and stops cleanly
     proc = start(run_dir)
-    time.sleep(8.0)
+    wait_for_line(proc, "resuming")  # printed just before the signal handlers are installed
+    time.sleep(1.0)
     proc.send_signal(signal.SIGTERM)
     code, out = finish(proc)
     assert code in (0, 128 + signal.SIGTERM), out[-2000:]

@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -51,11 +52,18 @@ def wait_for(predicate, proc, timeout=300):
         time.sleep(0.2)
 
 
-def wait_for_line(proc, text):
-    """Read the run's output up to a line containing ``text`` (the rest stays for finish())."""
-    for line in proc.stdout:
-        if text in line:
-            return
+def wait_for_line(proc, text, timeout=300):
+    """Read the run's output up to a line containing ``text``; a run that has not printed it
+    within ``timeout`` seconds is killed, which ends the read. (What is read here is not in
+    finish()'s output.)"""
+    watchdog = threading.Timer(timeout, proc.kill)
+    watchdog.start()
+    try:
+        for line in proc.stdout:
+            if text in line:
+                return
+    finally:
+        watchdog.cancel()
     raise AssertionError(f"the run ended (exit {proc.wait()}) without printing {text!r}")
 
 

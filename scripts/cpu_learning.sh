@@ -2,7 +2,7 @@
 # The CPU learning experiments: `slac train --preset cpu`, seed 0, on ball_in_cup-catch and
 # cartpole-swingup at the same time, one torch thread each (one core each on a 2-core machine).
 # The preset's 50k environment steps (12.5k agent steps at action repeat 4: the published
-# 50k-step points) after its 20k model pretraining updates take about 2 hours here with both
+# 50k-step points) after its 10k model pretraining updates take under 2 hours here with both
 # cores on one task (README). Then each run's eval.csv, train.csv and config.json,
 # its model-prediction grid (`slac viz`) and the curves of both (`slac plot`) go to
 # docs/results/cpu/ with the date, commit, machine and wall time that produced them.

@@ -91,7 +91,8 @@ def test_eval_without_agent(tmp_path):
 
 
 def test_cpu_preset_resolves_lists_its_deviations_and_trains(tmp_path):
-    """The preset changes only sizes and budgets; explicit flags win; it trains end to end."""
+    """The preset changes only what it lists (sizes, budgets, model step size); explicit flags win;
+    it trains end to end."""
     import json
 
     from slac.config import PRESETS, Config, resolve, with_preset

@@ -114,3 +114,32 @@ def test_cpu_preset_resolves_lists_its_deviations_and_trains(tmp_path):
     assert (stored["conv_width"], stored["batch_size"], stored["pretrain_updates"]) == (16, 64, 2)
     rows = list(csv.DictReader(open(tmp_path / "run" / "eval.csv")))
     assert [int(r["env_step"]) for r in rows] == [400]
+
+
+
+def test_cpu_learning_script_runs_seeds_side_by_side_and_collects_them(tmp_path):
+    """scripts/cpu_learning.sh end to end at toy budgets (EXTRA flags): two seeds side by side;
+    each seed's eval.csv (with its wall time), train.csv, config, model-prediction grid and
+    RUN.txt in OUT (seed 0 in OUT/TASK, seed 1 in OUT/TASK-s1); one plot with both seeds."""
+    import json
+    import os
+    import subprocess
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "cpu_learning.sh"
+    out = tmp_path / "out"
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", RUNS=str(tmp_path / "runs"), OUT=str(out),
+               TASKS="cartpole-swingup", SEEDS="0 1", ENV_STEPS="400",
+               EXTRA="--random-steps 200 --pretrain-updates 2 --eval-every 400 --eval-episodes 1")
+    done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for seed, d in ((0, out / "cartpole-swingup"), (1, out / "cartpole-swingup-s1")):
+        rows = list(csv.DictReader(open(d / "eval.csv")))
+        assert [int(r["env_step"]) for r in rows] == [400] and float(rows[0]["wall_time"]) > 0
+        assert json.loads((d / "config.json").read_text())["config"]["seed"] == seed
+        about = (d / "RUN.txt").read_text()
+        assert f"--seed {seed} " in about and "--pretrain-updates 2" in about
+        assert "wall time of this invocation" in about and "commit: " in about
+        assert (d / "train.csv").stat().st_size and list((d / "viz").glob("*.png"))
+    assert (out / "curves.png").stat().st_size
+    assert "2 seeds" in (out / "curves.txt").read_text()

@@ -279,3 +279,49 @@ def test_model_stream_share_balances_the_streams(small_cfg):
     assert abs(model_stream - ac_stream) <= 8  # one chunk: the rounding
     assert agent.model_stream_share(32, 8, 9) == 0  # the model's part alone is the longer
     assert agent.model_stream_share(1, 1000, 9) <= 1000
+
+
+def test_measured_stream_times_move_the_share(small_cfg):
+    """The overlapped schedule moves the model stream's share by whole encoder chunks towards
+    balanced stream times as it measures them, stops once they differ by less than a chunk's
+    encoding, stays within the batch, and never moves where the share could change features."""
+    agent = SLACAgent(small_cfg, 1, torch.device("cpu"))
+    m, o, per_sequence = 32, 224, 0.006  # a unit of 8 sequences: 0.048 s of encoding
+    k0 = agent.balanced_share(m, o, 9)
+    assert k0 == agent.model_stream_share(m, o, 9) and k0 >= 8
+    agent._rebalance(k0, o, 9, 1.5, 1.4, per_sequence)  # the model stream 0.1 s the longer
+    assert agent.balanced_share(m, o, 9) == k0 - 8
+    for _ in range(50):  # then 0.004 s apart: less than a unit, no more moves
+        agent._rebalance(k0 - 8, o, 9, 1.45, 1.454, per_sequence)
+    assert agent.balanced_share(m, o, 9) == k0 - 8
+    for _ in range(100):  # the actor-critic stream far the longer: up to all other sequences
+        agent._rebalance(agent.balanced_share(m, o, 9), o, 9, 0.1, 5.0, per_sequence)
+    assert agent.balanced_share(m, o, 9) == o
+    for _ in range(100):  # and the model stream far the longer: down to none
+        agent._rebalance(agent.balanced_share(m, o, 9), o, 9, 5.0, 0.1, per_sequence)
+    assert agent.balanced_share(m, o, 9) == 0
+    other = SLACAgent(small_cfg, 1, torch.device("cpu"))  # 8 sequences of 4 frames: not whole
+    other._rebalance(16, o, 4, 5.0, 0.1, per_sequence)  # chunks of 72, so the share stays
+    assert other.balanced_share(m, o, 4) == other.model_stream_share(m, o, 4)
+
+
+def test_overlapped_updates_with_a_moving_share_are_the_sequential_updates(
+        small_cfg, monkeypatch, restore_threads):
+    """Shares of whole encoder chunks (0, 8 and 16 of 16 other sequences of 9 frames, changing
+    from one update to the next as the measured times ask): the same parameters and generator
+    states as the one-thread updates, bit for bit."""
+    cfg = dataclasses.replace(small_cfg, batch_size=18)
+    torch.set_num_threads(1)
+    seq, ovl = twin_agents(cfg)
+    shares = iter([16, 0, 8])
+    monkeypatch.setattr(ovl, "balanced_share", lambda *_: next(shares))
+    b = make_batch(cfg)
+    mb = cfg.model_batch_size
+    for _ in range(3):
+        s_seq = seq.update(b)
+        s_ovl = ovl._update_overlapped(b, b.rows(0, mb), b.rows(mb))
+        assert all(torch.equal(s_seq[k], s_ovl[k]) for k in s_seq)
+    for net in ("model", "actor", "critic", "critic_target"):
+        assert same(params(getattr(seq, net)), params(getattr(ovl, net))), net
+    for g_seq, g_ovl in zip(seq.generators(), ovl.generators(), strict=True):
+        assert torch.equal(g_seq.get_state(), g_ovl.get_state())

@@ -182,6 +182,8 @@ def run(cfg: Config, iterations: int = 5) -> dict:
     def iteration():
         agent.update(next(it))
 
+    share = agent.model_stream_share(mb, cfg.batch_size - mb, cfg.sequence_length + 1)
+
     def streams() -> tuple[float, float]:
         """The overlapped schedule's two streams, one after the other on one thread: seconds
         of each (equal when the share of the encoding given to the model stream balances them)."""
@@ -212,8 +214,6 @@ def run(cfg: Config, iterations: int = 5) -> dict:
     t_model = _timed(model_update, iterations)
     t_ac = _timed(actor_critic_update, iterations)
     t_iter = _timed(iteration, iterations)
-    # the share the overlapped iterations above settled on (their measured stream times)
-    share = agent.balanced_share(mb, cfg.batch_size - mb, cfg.sequence_length + 1)
     t_streams = [streams() for _ in range(iterations + 1)][1:] if mb < cfg.batch_size else []
     peak_gemm = gemm_peak(device)
     peak_conv, peak_conv_where = largest_conv_peak(agent, batches[0].frames[:64].to(device))

@@ -4,18 +4,15 @@ An update has two streams of work, each drawing its noise from its own generator
 stream (Eq. 7 on the first ``model_batch_size`` sequences) and the actor-critic stream (the
 no-grad posterior of the other sequences, then Eq. 8-10). Both read the model as it is before
 the update, so they can run concurrently, one thread each, computing exactly what they compute
-one after the other (``overlap``; the model stream also encodes a share of the other
-sequences, moved after each update towards balanced stream times); or, where the model's part
-dominates and in pretraining, the model's sequences are split in halves over the two threads
-and the gradients summed (``split``, equal up to fp32 rounding). On the AVX2 machine of the
-README's Speed section, two streams on one core each beat both threads on each stream in turn
-(2.23 -> 1.81 s per paper-size update).
+one after the other (``overlap``); or, where the model's part dominates and in pretraining, the
+model's sequences are split in halves over the two threads and the gradients summed (``split``,
+equal up to fp32 rounding). On the AVX2 machine of the README's Speed section, two streams on
+one core each beat both threads on each stream in turn (2.23 -> 1.81 s per paper-size update).
 """
 
 from __future__ import annotations
 
 import math
-import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING
 
@@ -38,8 +35,6 @@ class TwoThreadUpdates:
     model_opt: torch.optim.Optimizer
     rng_model: torch.Generator
     _pool: ThreadPoolExecutor | None = None  # the second thread, started on first use
-    _share_offset = 0  # sequences the measured stream times moved the share by (_rebalance)
-    _imbalance: float | None = None  # smoothed CPU seconds the model stream is the longer by
 
     def schedule(self, model_sequences: int, other_sequences: int) -> str:
         """How :meth:`update` runs: ``sequential``, ``overlap`` (model and actor-critic streams
@@ -141,60 +136,26 @@ class TwoThreadUpdates:
         total = model_sequences + other_sequences
         ac = other_sequences + self.ACTOR_CRITIC_COST_PER_SEQUENCE * total
         k = (ac - self.MODEL_COST_PER_SEQUENCE * model_sequences) / 2
-        step, _ = self._share_step(steps)
-        return int(min(max(round(k / step) * step, 0), other_sequences))
-
-    def _share_step(self, steps: int) -> tuple[int, bool]:
-        """The share's unit in sequences of ``steps`` frames, and whether it is whole encoder
-        chunks (then any share gives bit-identical features, so it may follow measurements)."""
         chunk = self.model.encoder.CHUNK
         step = min(8, chunk // math.gcd(chunk, steps))  # 8 sequences of 9 frames: one chunk
-        return step, step * steps % chunk == 0
-
-    def balanced_share(self, model_sequences: int, other_sequences: int, steps: int) -> int:
-        """The share the overlapped schedule uses: :meth:`model_stream_share` from the cost
-        model, moved by what the measured stream times asked for (:meth:`_rebalance`)."""
-        k = self.model_stream_share(model_sequences, other_sequences, steps)
-        return min(max(k + self._share_offset, 0), other_sequences)
-
-    def _rebalance(self, k: int, other_sequences: int, steps: int, model_s: float,
-                   actor_critic_s: float, per_sequence_s: float) -> None:
-        """After an overlapped update with share ``k``: move the share by one unit when the
-        smoothed difference of the streams' CPU times is more than one unit's encoding (moving it
-        then shortens the longer stream), so the streams stay balanced on any machine. Only where
-        the unit is whole encoder chunks: what is computed never depends on the share."""
-        step, exact = self._share_step(steps)
-        if not exact:
-            return
-        diff = model_s - actor_critic_s
-        self._imbalance = diff if self._imbalance is None else 0.8 * self._imbalance + 0.2 * diff
-        unit = step * per_sequence_s  # CPU seconds of encoding one unit moves between streams
-        if self._imbalance > unit and k >= step:
-            self._share_offset -= step
-            self._imbalance -= 2 * unit
-        elif self._imbalance < -unit and k + step <= other_sequences:
-            self._share_offset += step
-            self._imbalance += 2 * unit
+        return int(min(max(round(k / step) * step, 0), other_sequences))
 
     def _update_overlapped(self, b: Batch, head: Batch, tail: Batch) -> dict[str, torch.Tensor]:
         """:meth:`update` with the actor-critic stream on a worker thread: exactly the same
         computation, each stream on one thread (on the 2-core AVX2 machine of the README's Speed
         section, ~1.4x faster at the paper's sizes than both threads on each stream in turn).
-        The model stream first encodes :meth:`balanced_share` of the other sequences, so the
+        The model stream first encodes :meth:`model_stream_share` of the other sequences, so the
         streams are balanced."""
-        n_other, steps = tail.frames.shape[:2]
-        k = self.balanced_share(head.frames.shape[0], n_other, steps)
-        ac_cpu = [0.0, 0.0]  # the actor-critic stream's CPU seconds: all, its own encoding
+        k = self.model_stream_share(head.frames.shape[0], tail.frames.shape[0],
+                                    tail.frames.shape[1])
         tail_read: Future = Future()  # the worker is done reading the model's weights
         head_out: Future = Future()  # the model stream's detached features and latents
         shared: Future = Future()  # the model stream's encoding of the first k other sequences
 
         def actor_critic_stream() -> dict[str, torch.Tensor]:
             torch.set_num_threads(1)
-            t0 = time.thread_time()
             try:
-                rest = [self._encode(tail.rows(k))] if k < n_other else []
-                ac_cpu[1] = time.thread_time() - t0
+                rest = [self._encode(tail.rows(k))] if k < tail.frames.shape[0] else []
                 first = [shared.result()] if k else []  # ready by now, unless the share is big
                 tail_fz = self._features_and_latents(tail, torch.cat(first + rest))
             except BaseException as e:
@@ -202,13 +163,10 @@ class TwoThreadUpdates:
                 raise
             tail_read.set_result(None)
             features, post = head_out.result()
-            stats = self.update_actor_critic(*self._ac_inputs(features, post, tail_fz), b)
-            ac_cpu[0] = time.thread_time() - t0
-            return stats
+            return self.update_actor_critic(*self._ac_inputs(features, post, tail_fz), b)
 
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
-        t0 = time.thread_time()
         job = self._worker().submit(actor_critic_stream)
         try:
             try:
@@ -216,11 +174,9 @@ class TwoThreadUpdates:
             except BaseException as e:
                 shared.set_exception(e)
                 raise
-            shared_cpu = time.thread_time() - t0
             features, post = self._head_posterior(head)
             head_out.set_result((features, post))
             stats = self._model_step(head, post, before_step=tail_read.result)
-            model_cpu = time.thread_time() - t0
             stats.update(job.result())
         except BaseException as e:
             if not head_out.done():
@@ -229,6 +185,4 @@ class TwoThreadUpdates:
             raise
         finally:
             torch.set_num_threads(threads)
-        per_sequence = (shared_cpu + ac_cpu[1]) / n_other  # CPU seconds to encode one sequence
-        self._rebalance(k, n_other, steps, model_cpu, ac_cpu[0], per_sequence)
         return stats

@@ -73,6 +73,8 @@ done; done
 # every finished seed of these tasks in RUNS, this invocation's and earlier ones'
 runs=()
 for t in $TASKS; do
-  for d in "$RUNS/$t"-s*/; do [ -f "$d/eval.csv" ] && runs+=("${d%/}"); done
+  for d in "$RUNS/$t"-s*/; do
+    if [ -f "$d/eval.csv" ]; then runs+=("${d%/}"); fi
+  done
 done
 .venv/bin/slac plot "${runs[@]}" --out "$OUT/curves.png" | tee "$OUT/curves.txt"

@@ -116,7 +116,6 @@ def test_cpu_preset_resolves_lists_its_deviations_and_trains(tmp_path):
     assert [int(r["env_step"]) for r in rows] == [400]
 
 
-
 def test_cpu_learning_script_runs_seeds_side_by_side_and_collects_them(tmp_path):
     """scripts/cpu_learning.sh end to end at toy budgets (EXTRA flags): two seeds side by side;
     each seed's eval.csv (with its wall time), train.csv, config, model-prediction grid and

@@ -17,6 +17,8 @@ from slac.agent import SLACAgent  # noqa: E402
 from slac.bench import machine, synthetic_replay  # noqa: E402
 from slac.config import Config, resolve  # noqa: E402
 
+if not hasattr(SLACAgent, "_rebalance"):  # reverted after this A/B: both agents would be alike
+    sys.exit("ab.py needs the measured share of commit 0b4de3a: git checkout 0b4de3a first")
 rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 20
 runtime.keep_freed_memory()
 torch.set_num_threads(2)

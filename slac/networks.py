@@ -79,37 +79,15 @@ class Encoder(nn.Module):
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         *convs, last, act = self.net
         fast = not torch.is_autocast_enabled(x.device.type)
-        fused = fast and not torch.is_grad_enabled() and _has_fused_conv(x)
-        for layer, layer_act in zip(convs[::2], convs[1::2], strict=True):
-            if fused:
-                x = _conv_leaky_relu(x, layer)
-                continue
+        for layer in convs:
             if fast and x.shape[-1] <= self.SMALL_MAP and _is_stride2_conv3x3(layer):
                 x = _Stride2Conv3x3.apply(x, layer.weight, layer.bias)
             else:
                 x = layer(x)
-            x = layer_act(x)
         # The last conv covers its whole 4x4 input: a matmul on the same parameters, read in
         # channels-last order (views, no copies); exact, and ~2.5x faster than the conv here.
         w = last.weight.permute(0, 2, 3, 1).reshape(last.out_channels, -1)
         return act(F.linear(x.permute(0, 2, 3, 1).reshape(x.shape[0], -1), w, last.bias))
-
-
-def _has_fused_conv(x: torch.Tensor) -> bool:
-    """Whether oneDNN's conv with a LeakyReLU post-op (the op PyTorch's inductor emits on CPUs)
-    can take ``x``: an fp32 CPU tensor in a build with oneDNN."""
-    return (x.device.type == "cpu" and x.dtype == torch.float32
-            and torch.backends.mkldnn.is_available()
-            and hasattr(torch.ops.mkldnn, "_convolution_pointwise"))
-
-
-def _conv_leaky_relu(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
-    """LeakyReLU(conv(x)) in one oneDNN kernel, the activation applied as each output is
-    written instead of in a second pass over it (no gradients: the op has no backward). The
-    same values as the two steps (bit for bit here, and tested)."""
-    return torch.ops.mkldnn._convolution_pointwise(
-        x, conv.weight, conv.bias, list(conv.padding), list(conv.stride), list(conv.dilation),
-        conv.groups, "leaky_relu", [LEAK], "")
 
 
 # Tap of the 5x5 kernel used by each output phase (row r of a stride-2 upsampling) at each of

@@ -1,0 +1,36 @@
+"""Paper-size overlapped iterations in one process. AB=fused: alternate iterations with the fused
+no-grad encoder on/off (same agent), report each's median and min."""
+import os, sys, statistics, time, resource
+import torch
+import slac.networks as nw
+from slac import runtime
+from slac.agent import SLACAgent
+from slac.bench import synthetic_replay
+from slac.config import Config
+from slac.tasks import get_task
+
+n = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+runtime.keep_freed_memory()
+torch.set_num_threads(2)
+torch.manual_seed(0)
+cfg = Config(task="cheetah-run").resolved()
+agent = SLACAgent(cfg, 6, torch.device("cpu"), get_task(cfg.task).policy_std_scale)
+replay = synthetic_replay(cfg, 6)
+if os.environ.get("PIN"):
+    from concurrent.futures import ThreadPoolExecutor
+    agent._pool = ThreadPoolExecutor(1, initializer=lambda: os.sched_setaffinity(0, {1}))
+    os.sched_setaffinity(0, {0})
+bs = [replay.sample(cfg.batch_size, cfg.sequence_length) for _ in range(4)]
+has = getattr(nw, "_has_fused_conv", None)
+modes = {"on": has, "off": lambda x: False} if os.environ.get("AB") == "fused" else {"-": has}
+for i in range(2):
+    agent.update(bs[i % 4])
+t = {k: [] for k in modes}
+for i in range(n):
+    for k, f in modes.items():
+        nw._has_fused_conv = f
+        t0 = time.perf_counter(); agent.update(bs[i % 4]); t[k].append(time.perf_counter() - t0)
+for k, v in t.items():
+    print(f"{os.environ.get('TAG','')} fused={k} median {statistics.median(v):.3f} min {min(v):.3f}",
+          flush=True)
+print(f"minflt {resource.getrusage(0).ru_minflt} load {os.getloadavg()[0]:.2f}")

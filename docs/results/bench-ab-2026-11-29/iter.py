@@ -22,6 +22,8 @@ if os.environ.get("PIN"):
     os.sched_setaffinity(0, {0})
 bs = [replay.sample(cfg.batch_size, cfg.sequence_length) for _ in range(4)]
 has = getattr(nw, "_has_fused_conv", None)
+if os.environ.get("AB") == "fused" and has is None:
+    sys.exit("AB=fused needs the fused encoder of commit ce36509 (reverted): git checkout ce36509")
 modes = {"on": has, "off": lambda x: False} if os.environ.get("AB") == "fused" else {"-": has}
 for i in range(2):
     agent.update(bs[i % 4])

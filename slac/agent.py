@@ -101,6 +101,11 @@ class SLACAgent(TwoThreadUpdates):
         """The model stream's and the actor-critic stream's random generators."""
         return self.rng_model, self.rng_actor_critic
 
+    def set_model_lr(self, lr: float) -> None:
+        """The latent model's Adam step size from now on (pretraining may take its own)."""
+        for group in self.model_opt.param_groups:
+            group["lr"] = lr
+
     def update_model(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One step of Eq. (7) on ``batch`` alone (model pretraining). On a CPU with two or more
         threads (``--overlap``) the two halves of the batch take one thread each and their

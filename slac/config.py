@@ -19,16 +19,17 @@ def _f(default, help: str, **kw):  # noqa: A002 - the flag's help line
 
 
 # Named presets keep the method (model structure, losses, algorithm) and change only sizes,
-# budgets and the model's step size. Each entry: flag -> (value, the paper's value), shown in
-# `slac train --help`. cpu: a 3x model learning rate ends the posterior collapse after ~7k
-# instead of ~16k model updates here (README: Learning on a CPU), so 10k pretraining updates do.
+# budgets and the model's step size in pretraining. Each entry: flag -> (value, the paper's value),
+# shown in `slac train --help`. cpu: a 3x model learning rate in pretraining ends the posterior
+# collapse after ~7k instead of ~16k model updates here (README: Learning on a CPU), so 10k
+# pretraining updates do; acting, the model steps at the paper's rate.
 PRESETS: dict[str, dict[str, tuple]] = {
     "cpu": {
         "conv_width": (16, 32),
         "batch_size": (64, 256),
         "model_batch_size": (8, 32),
         "pretrain_updates": (10_000, 50_000),
-        "model_lr": (3e-4, 1e-4),
+        "pretrain_model_lr": (3e-4, 1e-4),
         "env_steps": (50_000, 1_000_000),
     },
 }
@@ -84,6 +85,9 @@ class Config:
     pretrain_checkpoint_every: int = _f(2_000, "model pretraining updates between checkpoints")
     video: bool = _f(False, "save an mp4 of one evaluation episode per evaluation (RUN_DIR/videos)")
     model_lr: float = _f(1e-4, "Adam learning rate of the latent model")
+    pretrain_model_lr: float | None = _f(
+        None, "Adam learning rate of the latent model during pretraining (default: --model-lr)"
+    )
     actor_lr: float = _f(3e-4, "Adam learning rate of the actor")
     critic_lr: float = _f(3e-4, "Adam learning rate of the critics")
     alpha_lr: float = _f(3e-4, "Adam learning rate of the entropy temperature")
@@ -145,6 +149,8 @@ def resolve(cfg: Config) -> Config:
         c.pretrain_updates = spec.pretrain_updates
     if c.updates_per_step is None:
         c.updates_per_step = spec.updates_per_step
+    if c.pretrain_model_lr is None:
+        c.pretrain_model_lr = c.model_lr
     if c.run_dir is None:
         c.run_dir = os.path.join("runs", f"{c.task}-seed{c.seed}")
     for name in POSITIVE + ("action_repeat", "random_steps"):
@@ -152,6 +158,9 @@ def resolve(cfg: Config) -> Config:
         if value < 0 or (value == 0 and name not in ALLOW_ZERO):
             kind = "non-negative" if name in ALLOW_ZERO else "positive"
             raise ConfigError(f"--{name.replace('_', '-')} must be {kind}, got {value}")
+    for name in ("model_lr", "pretrain_model_lr", "actor_lr", "critic_lr", "alpha_lr"):
+        if not (value := getattr(c, name)) > 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
     if c.decoder_var <= 0:
         raise ConfigError(f"--decoder-var must be positive, got {c.decoder_var}")
     if c.threads < 0:

@@ -60,6 +60,8 @@ BAD = [
     (["--random-steps", "8"], "one sequence needs at least 9"),
     (["--device", "tpu"], "invalid choice: 'tpu'"),
     (["--decoder-var", "-1"], "--decoder-var must be positive"),
+    (["--pretrain-model-lr", "0"], "--pretrain-model-lr must be positive"),
+    (["--model-lr=-1e-4"], "--model-lr must be positive"),
 ]
 
 

@@ -196,6 +196,39 @@ def test_nan_in_a_loss_stops_cleanly_keeping_the_last_checkpoint(tmp_path, capsy
     assert kept and checkpoint.load_latest(tmp_path / "run")["counters"]["env_step"] == 400
 
 
+def _record_model_lr(trainer, seen: list) -> None:
+    """Wrap the agent's updates to note (phase, the model's Adam step size) at each call."""
+    agent = trainer.agent
+    for name, phase in (("update_model", "pretrain"), ("update", "train")):
+        real = getattr(agent, name)
+
+        def wrapped(batch, real=real, phase=phase):
+            seen.append((phase, agent.model_opt.param_groups[0]["lr"]))
+            return real(batch)
+
+        setattr(agent, name, wrapped)
+
+
+def test_pretraining_takes_its_own_model_lr_and_acting_the_model_lr_also_after_resume(tmp_path):
+    from slac.train import Trainer
+
+    cfg = _tiny(tmp_path, model_lr=1e-4, pretrain_model_lr=3e-4)
+    trainer, seen = Trainer(cfg), []
+    _record_model_lr(trainer, seen)
+    assert trainer.run() == 0
+    assert [lr for phase, lr in seen if phase == "pretrain"] == [3e-4, 3e-4]
+    acting = [lr for phase, lr in seen if phase == "train"]
+    assert len(acting) == 20 and set(acting) == {1e-4}
+    # resumed from the checkpoint written as pretraining ended, whose optimizer holds 3e-4
+    state = next(s for s in map(checkpoint.load, checkpoint.list_checkpoints(tmp_path / "run"))
+                 if s["counters"]["env_step"] == 400)
+    assert state["agent"]["model_opt"]["param_groups"][0]["lr"] == 3e-4
+    trainer, seen = Trainer(cfg, resume=state), []
+    _record_model_lr(trainer, seen)
+    assert trainer.run() == 0
+    assert len(seen) == 20 and set(seen) == {("train", 1e-4)}
+
+
 def test_physics_error_ends_the_episode_and_training_goes_on(tmp_path):
     from dm_control.rl.control import PhysicsError
 

@@ -19,17 +19,16 @@ def _f(default, help: str, **kw):  # noqa: A002 - the flag's help line
 
 
 # Named presets keep the method (model structure, losses, algorithm) and change only sizes,
-# budgets and the model's step size in pretraining. Each entry: flag -> (value, the paper's value),
-# shown in `slac train --help`. cpu: a 3x model learning rate in pretraining ends the posterior
-# collapse after ~7k instead of ~16k model updates here (README: Learning on a CPU), so 10k
-# pretraining updates do; acting, the model steps at the paper's rate.
+# budgets and the model's step size. Each entry: flag -> (value, the paper's value), shown in
+# `slac train --help`. cpu: a 3x model learning rate ends the posterior collapse after ~7k
+# instead of ~16k model updates here (README: Learning on a CPU), so 10k pretraining updates do.
 PRESETS: dict[str, dict[str, tuple]] = {
     "cpu": {
         "conv_width": (16, 32),
         "batch_size": (64, 256),
         "model_batch_size": (8, 32),
         "pretrain_updates": (10_000, 50_000),
-        "pretrain_model_lr": (3e-4, 1e-4),
+        "model_lr": (3e-4, 1e-4),
         "env_steps": (50_000, 1_000_000),
     },
 }
@@ -109,6 +108,11 @@ class Config:
     compile: bool = _f(False, "torch.compile the encoder and decoder (for GPUs; no gain measured "
                               "on this CPU, and minutes of compiling)")
 
+    @property
+    def pretraining_model_lr(self) -> float:
+        """The latent model's Adam step size in pretraining."""
+        return self.model_lr if self.pretrain_model_lr is None else self.pretrain_model_lr
+
     def resolved(self) -> Config:
         """A copy with task defaults filled in and every value checked."""
         return resolve(self)
@@ -149,8 +153,6 @@ def resolve(cfg: Config) -> Config:
         c.pretrain_updates = spec.pretrain_updates
     if c.updates_per_step is None:
         c.updates_per_step = spec.updates_per_step
-    if c.pretrain_model_lr is None:
-        c.pretrain_model_lr = c.model_lr
     if c.run_dir is None:
         c.run_dir = os.path.join("runs", f"{c.task}-seed{c.seed}")
     for name in POSITIVE + ("action_repeat", "random_steps"):
@@ -159,7 +161,7 @@ def resolve(cfg: Config) -> Config:
             kind = "non-negative" if name in ALLOW_ZERO else "positive"
             raise ConfigError(f"--{name.replace('_', '-')} must be {kind}, got {value}")
     for name in ("model_lr", "pretrain_model_lr", "actor_lr", "critic_lr", "alpha_lr"):
-        if not (value := getattr(c, name)) > 0:
+        if (value := getattr(c, name)) is not None and not value > 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
     if c.decoder_var <= 0:
         raise ConfigError(f"--decoder-var must be positive, got {c.decoder_var}")

@@ -38,14 +38,16 @@ class Run:
 
     @property
     def label(self) -> str:
-        """'ours', then what differs from the paper's configuration of this task."""
+        """'ours', then what differs from the paper's configuration of this task (or, for a
+        flag the run's preset sets, from the preset's value)."""
         from slac.config import PRESETS, Config
 
         paper = Config(task=self.task).resolved()
         preset = self.config.get("preset")
-        skip = NOT_CONFIG | {"preset", "eval_every"} | set(PRESETS.get(preset, ()))
+        base = {**vars(paper), **{k: v for k, (v, _) in PRESETS.get(preset, {}).items()}}
+        skip = NOT_CONFIG | {"preset", "eval_every"}
         diffs = [f"{k.replace('_', '-')} {v}" for k, v in sorted(self.config.items())
-                 if k not in skip and hasattr(paper, k) and getattr(paper, k) != v]
+                 if k not in skip and k in base and base[k] != v]
         parts = ([f"preset {preset}"] if preset else []) + diffs
         if len(parts) > 3:
             parts = [*parts[:3], "..."]

@@ -164,7 +164,7 @@ class Trainer:
 
     def pretrain(self) -> None:
         cfg = self.cfg
-        self.agent.set_model_lr(cfg.pretrain_model_lr)
+        self.agent.set_model_lr(cfg.pretraining_model_lr)
         while self.pretrained < cfg.pretrain_updates:
             batch = self.replay.sample(cfg.model_batch_size, cfg.sequence_length)
             self._accumulate(self.agent.update_model(batch))

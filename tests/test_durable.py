@@ -212,6 +212,7 @@ def _record_model_lr(trainer, seen: list) -> None:
 def test_pretraining_takes_its_own_model_lr_and_acting_the_model_lr_also_after_resume(tmp_path):
     from slac.train import Trainer
 
+    assert _tiny(tmp_path, model_lr=2e-4).pretraining_model_lr == 2e-4  # unset: --model-lr
     cfg = _tiny(tmp_path, model_lr=1e-4, pretrain_model_lr=3e-4)
     trainer, seen = Trainer(cfg), []
     _record_model_lr(trainer, seen)

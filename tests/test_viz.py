@@ -91,3 +91,19 @@ def test_viz_and_eval_fall_back_to_the_newest_checkpoint(trained_run, tmp_path):
     assert (got["env_step"], got["action_dim"], got["config"]) == (
         saved["env_step"], saved["action_dim"], saved["config"])
     torch.testing.assert_close(got["agent"], saved["agent"], rtol=0, atol=0)
+
+
+def test_plot_label_names_what_differs_from_the_paper_or_the_runs_preset():
+    from dataclasses import asdict
+
+    from slac.config import Config, with_preset
+    from slac.plot import Run
+
+    def label(**given):
+        cfg = Config(**with_preset({"task": "ball_in_cup-catch", **given})).resolved()
+        return Run(None, cfg.task, asdict(cfg), np.zeros(1), np.zeros(1)).label
+
+    assert label() == "ours (paper config)"
+    assert label(batch_size=64) == "ours (batch-size 64)"
+    assert label(preset="cpu") == "ours (preset cpu)"
+    assert label(preset="cpu", model_lr=1e-4) == "ours (preset cpu, model-lr 0.0001)"

@@ -99,16 +99,22 @@ class _SubPixelLastLayer(torch.autograd.Function):
     """The decoder's last layer, a 5x5 stride-2 transposed conv (padding 2, output padding 1) to
     3 channels, computed exactly as a 3x3 conv to 4x3 channels (one per output phase) followed by
     a pixel shuffle: oneDNN runs that ~2x faster here than a transposed conv to 3 channels. The
-    backward is the transposed conv's own, which is the faster one."""
+    12 channels are ordered (phase, colour), so the shuffle is one copy. The backward is the
+    transposed conv's own, which is the faster one."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(x, weight)
         taps = torch.tensor(_PHASE_TAPS, device=weight.device)
         w = F.pad(weight, (0, 1, 0, 1))[:, :, taps[:, None, :, None], taps[None, :, None, :]]
-        w = w.permute(1, 2, 3, 0, 4, 5).reshape(-1, weight.shape[0], 3, 3)  # (o ry rx, i, 3, 3)
+        w = w.permute(2, 3, 1, 0, 4, 5).reshape(-1, weight.shape[0], 3, 3)  # (ry rx o, i, 3, 3)
         w = w.contiguous(memory_format=torch.channels_last)
-        return F.pixel_shuffle(F.conv2d(x, w, bias.repeat_interleave(4), padding=1), 2)
+        y = F.conv2d(x, w, bias.repeat(4), padding=1)
+        # The pixel shuffle, as one copy of the channels-last output (n h w ry rx o) into
+        # (n h ry w rx o): a channels-last image (~4x faster here than F.pixel_shuffle)
+        n, _, h, w_ = y.shape
+        y = y.permute(0, 2, 3, 1).reshape(n, h, w_, 2, 2, -1).transpose(2, 3)
+        return y.reshape(n, 2 * h, 2 * w_, -1).permute(0, 3, 1, 2)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):

@@ -159,17 +159,27 @@ def _load_agent(run_dir: str, device_name: str):
     return agent, state
 
 
+def _seeded_env(cfg, offset: int):
+    """The task's environment, seeded ``cfg.seed + offset``, and torch's generator (the
+    policy's noise) seeded the same: `slac eval` and `slac viz` give the same result every time."""
+    import torch
+
+    from slac import envs
+
+    torch.manual_seed(cfg.seed + offset)
+    return envs.make(cfg.task, cfg.seed + offset, cfg.action_repeat, cfg.render_quality)
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     if args.episodes <= 0:
         raise ConfigError(f"--episodes must be positive, got {args.episodes}")
     import numpy as np
 
-    from slac import envs
     from slac.evaluate import evaluate
 
     agent, state = _load_agent(args.run_dir, args.device)
     cfg = agent.cfg
-    env = envs.make(cfg.task, cfg.seed + 2_000_000, cfg.action_repeat, cfg.render_quality)
+    env = _seeded_env(cfg, 2_000_000)
     try:
         returns, _ = evaluate(agent, env, args.episodes)
     finally:
@@ -184,14 +194,14 @@ def cmd_viz(args: argparse.Namespace) -> int:
         raise ConfigError(f"--steps must be positive, got {args.steps}")
     from pathlib import Path
 
-    from slac import envs, viz
+    from slac import viz
     from slac.evaluate import run_episode
 
     agent, state = _load_agent(args.run_dir, args.device)
     out = Path(args.out or Path(args.run_dir) / "viz")
     check_writable(str(out))
     cfg = agent.cfg
-    env = envs.make(cfg.task, cfg.seed + 3_000_000, cfg.action_repeat, cfg.render_quality)
+    env = _seeded_env(cfg, 3_000_000)
     try:
         episode = run_episode(agent, env, record=True, max_steps=args.steps)
     finally:

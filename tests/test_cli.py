@@ -31,6 +31,8 @@ def test_eval_command(trained):
     done = run("eval", "--run-dir", str(trained), "--episodes", "1")
     assert done.returncode == 0, done.stderr
     assert "return" in done.stdout and "800 env steps" in done.stdout
+    again = run("eval", "--run-dir", str(trained), "--episodes", "1")
+    assert again.stdout == done.stdout, "the environment and the policy's noise are seeded"
 
 
 def test_tasks_command():

@@ -52,6 +52,11 @@ def test_viz_command_writes_grid_and_video(trained_run, tmp_path):
     frames = img[:, 170:]
     assert frames.std() > 10, "grid is blank"
     assert (tmp_path / "predictions.mp4").exists() or (tmp_path / "predictions.gif").exists()
+    again = run("viz", "--run-dir", str(trained_run), "--out", str(tmp_path / "again"),
+                "--steps", "8")
+    assert again.returncode == 0, again.stderr
+    # the episode (environment and the policy's noise) and the model's samples are seeded
+    assert (imageio.imread(tmp_path / "again" / "predictions.png") == img).all()
 
 
 def test_training_writes_eval_videos_and_tensorboard_images(trained_run):

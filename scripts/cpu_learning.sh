@@ -1,16 +1,15 @@
 #!/usr/bin/env bash
 # The CPU learning experiments: `slac train --preset cpu`, seed 0 (or SEEDS), on
-# ball_in_cup-catch and cartpole-swingup at the same time, one torch thread each (one core each
-# on a 2-core machine).
-# The preset's 50k environment steps (12.5k agent steps at action repeat 4: the published
-# 50k-step points) after its 10k model pretraining updates take under 2 hours here with both
-# cores on one task (README). Then each run's eval.csv, train.csv and config.json,
-# its model-prediction grid (`slac viz`) and the curves of both (`slac plot`) go to
-# docs/results/cpu/ with the date, commit, machine and wall time that produced them.
+# ball_in_cup-catch and then cartpole-swingup, each run with both cores (2 torch threads) for
+# 70k environment steps (~90 min a run on the README's 2-core AVX2 machine, pretraining
+# included). With no settings it reruns the README's runs of the current preset
+# (docs/results/cpu-2026-11-29-*; seed 0 on cup repeated every logged value of the committed run). Then each run's eval.csv, train.csv and
+# config.json, its model-prediction grid (`slac viz`) and the curves of all (`slac plot`) go to
+# OUT with the date, commit, machine and wall time that produced them.
 #   TASKS="ball_in_cup-catch" scripts/cpu_learning.sh          # one task only
-#   THREADS=2 TASKS="ball_in_cup-catch" scripts/cpu_learning.sh # ... with both cores
-#   ENV_STEPS=100000 ...                                          # longer than the preset's 50k
-#   SEEDS="1 2" ...                     # other seeds (side by side; seed 0 is the default)
+#   ENV_STEPS=50000 ...                                           # shorter (the preset's 50k)
+#   SEEDS="1 2" ...                     # other seeds (seed 0 is the default)
+#   SIDE_BY_SIDE=1 THREADS=1 ...        # all runs at once, one thread each (not one after another)
 #   EXTRA="--pretrain-updates 3 ..." ...                        # more `slac train` flags
 # Seed 0's results go to OUT/TASK, another seed's to OUT/TASK-sSEED; the curves cover every
 # seed of the tasks in RUNS, so calling the script once per seed with the same RUNS and OUT
@@ -19,11 +18,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-runs/cpu}
-OUT=${OUT:-docs/results/cpu}
+OUT=${OUT:-docs/results/cpu-$(date -u +%F)}
 TASKS=${TASKS:-"ball_in_cup-catch cartpole-swingup"}
-THREADS=${THREADS:-1}
+THREADS=${THREADS:-2}
 SEEDS=${SEEDS:-0}
-ENV_STEPS=${ENV_STEPS:-}  # empty: the preset's
+ENV_STEPS=${ENV_STEPS-70000}  # set but empty: the preset's 50k
+SIDE_BY_SIDE=${SIDE_BY_SIDE:-0}
 EXTRA=${EXTRA:-}
 steps_flag=${ENV_STEPS:+--env-steps $ENV_STEPS}
 make setup >/dev/null
@@ -34,19 +34,23 @@ train() {  # task seed: one run, its log in RUNS/TASK-sSEED.log, its wall time i
   local task=$1 seed=$2 run="$RUNS/$1-s$2" t0
   t0=$(date +%s)
   .venv/bin/slac train --preset cpu --task "$task" --seed "$seed" --run-dir "$run" \
-    --threads "$THREADS" $steps_flag $EXTRA > "$run.log" 2>&1
+    --threads "$THREADS" $steps_flag $EXTRA > "$run.log" 2>&1 || return 1
   echo $(( $(date +%s) - t0 )) > "$run.time"
 }
 
 start=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 pids=()
+status=0
 for task in $TASKS; do
   for seed in $SEEDS; do
-    echo "training $task seed $seed in the background; progress: tail -f $RUNS/$task-s$seed.log"
-    train "$task" "$seed" & pids+=($!)
+    echo "training $task seed $seed; progress: tail -f $RUNS/$task-s$seed.log"
+    if [ "$SIDE_BY_SIDE" = 1 ]; then
+      train "$task" "$seed" & pids+=($!)
+    else
+      train "$task" "$seed" || status=1
+    fi
   done
 done
-status=0
 for pid in "${pids[@]}"; do wait "$pid" || status=1; done
 [ "$status" = 0 ] || { echo "a run failed: see $RUNS/*.log" >&2; exit 1; }
 
@@ -60,7 +64,8 @@ for task in $TASKS; do for seed in $SEEDS; do
     echo "command: .venv/bin/slac train --preset cpu --task $task --seed $seed --run-dir $run" \
       "--threads $THREADS $steps_flag $EXTRA"
     echo "script: scripts/cpu_learning.sh (TASKS=\"$TASKS\" SEEDS=\"$SEEDS\" THREADS=$THREADS" \
-      "ENV_STEPS=$ENV_STEPS), runs side by side"
+      "ENV_STEPS=$ENV_STEPS SIDE_BY_SIDE=$SIDE_BY_SIDE), runs" \
+      "$([ "$SIDE_BY_SIDE" = 1 ] && echo "side by side" || echo "one after another")"
     echo "commit: $commit"
     echo "started: $start"
     echo "wall time of this invocation: $(cat "$run.time") s"

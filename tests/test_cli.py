@@ -120,10 +120,11 @@ def test_cpu_preset_resolves_lists_its_deviations_and_trains(tmp_path):
     assert [int(r["env_step"]) for r in rows] == [400]
 
 
-def test_cpu_learning_script_runs_seeds_side_by_side_and_collects_them(tmp_path):
-    """scripts/cpu_learning.sh end to end at toy budgets (EXTRA flags): two seeds side by side;
-    each seed's eval.csv (with its wall time), train.csv, config, model-prediction grid and
-    RUN.txt in OUT (seed 0 in OUT/TASK, seed 1 in OUT/TASK-s1); one plot with both seeds."""
+def test_cpu_learning_script_runs_seeds_and_collects_them(tmp_path):
+    """scripts/cpu_learning.sh end to end at toy budgets (EXTRA flags): two seeds one after the
+    other; each seed's eval.csv (with its wall time), train.csv, config, model-prediction grid
+    and RUN.txt in OUT (seed 0 in OUT/TASK, seed 1 in OUT/TASK-s1); one plot with both seeds;
+    a failed run fails the script."""
     import json
     import os
     import subprocess
@@ -143,6 +144,11 @@ def test_cpu_learning_script_runs_seeds_side_by_side_and_collects_them(tmp_path)
         about = (d / "RUN.txt").read_text()
         assert f"--seed {seed} " in about and "--pretrain-updates 2" in about
         assert "wall time of this invocation" in about and "commit: " in about
+        assert "runs one after another" in about and "THREADS=2" in about
         assert (d / "train.csv").stat().st_size and list((d / "viz").glob("*.png"))
     assert (out / "curves.png").stat().st_size
     assert "2 seeds" in (out / "curves.txt").read_text()
+    env.update(SEEDS="2", EXTRA="--model-lr -1")
+    failed = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True,
+                            timeout=900)
+    assert failed.returncode == 1 and "a run failed" in failed.stderr

@@ -3,9 +3,10 @@
 # ball_in_cup-catch and then cartpole-swingup, each run with both cores (2 torch threads) for
 # 70k environment steps (~90 min a run on the README's 2-core AVX2 machine, pretraining
 # included). With no settings it reruns the README's runs of the current preset
-# (docs/results/cpu-2026-11-29-*; seed 0 on cup repeated every logged value of the committed run). Then each run's eval.csv, train.csv and
-# config.json, its model-prediction grid (`slac viz`) and the curves of all (`slac plot`) go to
-# OUT with the date, commit, machine and wall time that produced them.
+# (docs/results/cpu-2026-11-29-*; a rerun of seed 0 on cup repeated every logged value).
+# Then each run's eval.csv, train.csv and config.json, its model-prediction grid (`slac viz`)
+# and the curves of all (`slac plot`) go to OUT with the date, commit, machine and wall time
+# that produced them.
 #   TASKS="ball_in_cup-catch" scripts/cpu_learning.sh          # one task only
 #   ENV_STEPS=50000 ...                                           # shorter (the preset's 50k)
 #   SEEDS="1 2" ...                     # other seeds (seed 0 is the default)

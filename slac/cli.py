@@ -159,7 +159,7 @@ def _load_agent(run_dir: str, device_name: str):
     return agent, state
 
 
-def _seeded_env(cfg, offset: int):
+def _seeded_env(cfg: Config, offset: int):
     """The task's environment, seeded ``cfg.seed + offset``, and torch's generator (the
     policy's noise) seeded the same: `slac eval` and `slac viz` give the same result every time."""
     import torch

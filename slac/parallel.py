@@ -4,7 +4,8 @@ An update has two streams of work, each drawing its noise from its own generator
 stream (Eq. 7 on the first ``model_batch_size`` sequences) and the actor-critic stream (the
 no-grad posterior of the other sequences, then Eq. 8-10). Both read the model as it is before
 the update, so they can run concurrently, one thread each, computing exactly what they compute
-one after the other (``overlap``); or, where the model's part dominates and in pretraining, the
+one after the other (``overlap``, the two sharing the encoding of the other sequences so that
+they end together); or, where the model's part dominates and in pretraining, the
 model's sequences are split in halves over the two threads and the gradients summed (``split``,
 equal up to fp32 rounding). On the AVX2 machine of the README's Speed section, two streams on
 one core each beat both threads on each stream in turn (2.23 -> 1.81 s per paper-size update).
@@ -13,6 +14,8 @@ one core each beat both threads on each stream in turn (2.23 -> 1.81 s per paper
 from __future__ import annotations
 
 import math
+import threading
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING
 
@@ -35,6 +38,7 @@ class TwoThreadUpdates:
     model_opt: torch.optim.Optimizer
     rng_model: torch.Generator
     _pool: ThreadPoolExecutor | None = None  # the second thread, started on first use
+    model_stream_encoded = 0  # sequences the model stream encoded in the last overlapped update
 
     def schedule(self, model_sequences: int, other_sequences: int) -> str:
         """How :meth:`update` runs: ``sequential``, ``overlap`` (model and actor-critic streams
@@ -52,9 +56,6 @@ class TwoThreadUpdates:
     # A sequence's model update (encoder, decoder, backward) costs ~7x its no-grad encoding
     # (measured on one thread at the paper's sizes): which of the two schedules below is shorter.
     MODEL_COST_PER_SEQUENCE = 7
-    # ...and the actor-critic's update after the encoding (critics, actor, alpha: MLPs over the
-    # whole batch) ~0.15 no-grad encodings per sequence of the batch (not yet measured quiet).
-    ACTOR_CRITIC_COST_PER_SEQUENCE = 0.15
 
     def _update_split_model(self, b: Batch, head: Batch, tail: Batch) -> dict[str, torch.Tensor]:
         """:meth:`update` when the model's part dominates (e.g. the cpu preset's batch of 64):
@@ -127,37 +128,57 @@ class TwoThreadUpdates:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="slac-worker")
         return self._pool
 
-    def model_stream_share(self, model_sequences: int, other_sequences: int, steps: int) -> int:
-        """How many of the other sequences the model stream encodes (no gradients) before its
-        own update in the overlapped schedule, so that both streams take about equally long: the
-        actor-critic stream encodes the rest, filters, and updates the critics and the actor. A
-        multiple of the encoder's chunk in sequences where it can be, so every encoder pass sees
-        the same frames as in one pass over all of them (bit-identical features)."""
-        total = model_sequences + other_sequences
-        ac = other_sequences + self.ACTOR_CRITIC_COST_PER_SEQUENCE * total
-        k = (ac - self.MODEL_COST_PER_SEQUENCE * model_sequences) / 2
+    def encoder_chunks(self, sequences: int, steps: int) -> list[tuple[int, int]]:
+        """The other sequences of the overlapped schedule in pieces the two streams share: whole
+        encoder chunks where the sequence length allows (8 sequences of 9 frames), so each
+        encoder pass sees the same frames as one pass over all of them."""
         chunk = self.model.encoder.CHUNK
-        step = min(8, chunk // math.gcd(chunk, steps))  # 8 sequences of 9 frames: one chunk
-        return int(min(max(round(k / step) * step, 0), other_sequences))
+        step = chunk // math.gcd(chunk, steps)  # sequences per whole number of chunks
+        if step > 8:
+            step = max(1, chunk // steps)
+        return [(i, min(i + step, sequences)) for i in range(0, sequences, step)]
 
     def _update_overlapped(self, b: Batch, head: Batch, tail: Batch) -> dict[str, torch.Tensor]:
         """:meth:`update` with the actor-critic stream on a worker thread: exactly the same
         computation, each stream on one thread (on the 2-core AVX2 machine of the README's Speed
         section, ~1.4x faster at the paper's sizes than both threads on each stream in turn).
-        The model stream first encodes :meth:`model_stream_share` of the other sequences, so the
-        streams are balanced."""
-        k = self.model_stream_share(head.frames.shape[0], tail.frames.shape[0],
-                                    tail.frames.shape[1])
+
+        The two streams share the encoding of the other sequences, a chunk at a time: the
+        actor-critic stream takes chunks from the front, the model stream, once its gradient is
+        computed, from the back, until none are left. So the streams end together on any
+        machine and at any sizes, without a cost model. Features do not depend on which stream
+        encoded a chunk (no randomness, the same frames per encoder pass); the number of
+        sequences the model stream encoded is left in ``model_stream_encoded``."""
+        pieces = self.encoder_chunks(tail.frames.shape[0], tail.frames.shape[1])
+        encoded: list[Future] = [Future() for _ in pieces]
+        todo = deque(range(len(pieces)))
+        lock = threading.Lock()
+        by_model: list[int] = []
+
+        def encode_from(back: bool) -> None:
+            """Encode chunks taken from the front (or the back) until none are left."""
+            while True:
+                with lock:
+                    if not todo:
+                        return
+                    i = todo.pop() if back else todo.popleft()
+                try:
+                    encoded[i].set_result(self._encode(tail.rows(*pieces[i])))
+                except BaseException as e:
+                    encoded[i].set_exception(e)
+                    raise
+                if back:
+                    by_model.append(pieces[i][1] - pieces[i][0])
+
         tail_read: Future = Future()  # the worker is done reading the model's weights
         head_out: Future = Future()  # the model stream's detached features and latents
-        shared: Future = Future()  # the model stream's encoding of the first k other sequences
 
         def actor_critic_stream() -> dict[str, torch.Tensor]:
             torch.set_num_threads(1)
             try:
-                rest = [self._encode(tail.rows(k))] if k < tail.frames.shape[0] else []
-                first = [shared.result()] if k else []  # ready by now, unless the share is big
-                tail_fz = self._features_and_latents(tail, torch.cat(first + rest))
+                encode_from(back=False)
+                features = torch.cat([f.result() for f in encoded])
+                tail_fz = self._features_and_latents(tail, features)
             except BaseException as e:
                 tail_read.set_exception(e)
                 raise
@@ -165,18 +186,17 @@ class TwoThreadUpdates:
             features, post = head_out.result()
             return self.update_actor_critic(*self._ac_inputs(features, post, tail_fz), b)
 
+        def before_step() -> None:
+            encode_from(back=True)  # help with what is left of the encoding
+            tail_read.result()
+
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         job = self._worker().submit(actor_critic_stream)
         try:
-            try:
-                shared.set_result(self._encode(tail.rows(0, k)) if k else None)
-            except BaseException as e:
-                shared.set_exception(e)
-                raise
             features, post = self._head_posterior(head)
             head_out.set_result((features, post))
-            stats = self._model_step(head, post, before_step=tail_read.result)
+            stats = self._model_step(head, post, before_step=before_step)
             stats.update(job.result())
         except BaseException as e:
             if not head_out.done():
@@ -185,4 +205,5 @@ class TwoThreadUpdates:
             raise
         finally:
             torch.set_num_threads(threads)
+        self.model_stream_encoded = sum(by_model)
         return stats

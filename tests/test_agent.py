@@ -2,6 +2,8 @@
 
 import copy
 import dataclasses
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -163,15 +165,25 @@ def restore_threads():
     torch.set_num_threads(n)
 
 
-@pytest.mark.parametrize("share", [0, 2, 4])  # other sequences the model stream encodes
+@pytest.mark.parametrize("slower", ["actor-critic", "model"])
 def test_overlapped_update_is_the_sequential_update(small_cfg, monkeypatch, restore_threads,
-                                                    share):
-    """--overlap runs the actor-critic stream on a worker thread, the model stream encoding a
-    share of its sequences first: the same losses, the same parameters afterwards, the same
-    generator states, bit for bit (one thread per stream)."""
+                                                    slower):
+    """--overlap runs the actor-critic stream on a worker thread, the two streams sharing the
+    encoding of the other sequences chunk by chunk: the same losses, the same parameters
+    afterwards, the same generator states, bit for bit (one thread per stream), whichever stream
+    is the slower one and so however the encoding is shared."""
     torch.set_num_threads(1)
     seq, ovl = twin_agents(small_cfg)
-    monkeypatch.setattr(ovl, "model_stream_share", lambda *_: share)
+    monkeypatch.setattr(ovl, "encoder_chunks", lambda n, steps: [(i, i + 1) for i in range(n)])
+    main = threading.current_thread()
+    if slower == "actor-critic":  # its encoding is slow: the model stream takes chunks
+        encode = ovl._encode
+        monkeypatch.setattr(ovl, "_encode", lambda b: (
+            time.sleep(0.2) if threading.current_thread() is not main else None) or encode(b))
+    else:  # the model stream starts late: the actor-critic stream encodes everything
+        head_posterior = ovl._head_posterior
+        monkeypatch.setattr(ovl, "_head_posterior", lambda h: time.sleep(0.5)
+                            or head_posterior(h))
     b = make_batch(small_cfg)
     mb = small_cfg.model_batch_size
     for _ in range(2):
@@ -184,6 +196,7 @@ def test_overlapped_update_is_the_sequential_update(small_cfg, monkeypatch, rest
         assert same(params(getattr(seq, net)), params(getattr(ovl, net))), net
     for g_seq, g_ovl in zip(seq.generators(), ovl.generators(), strict=True):
         assert torch.equal(g_seq.get_state(), g_ovl.get_state())
+    assert (ovl.model_stream_encoded > 0) == (slower == "actor-critic")
     # and with two threads one of the two-thread schedules is the one taken
     torch.set_num_threads(2)
     called = []
@@ -267,15 +280,15 @@ def test_schedule_follows_the_cost_ratio(small_cfg, restore_threads):
     assert agent.schedule(32, 224) == "sequential"
 
 
-def test_model_stream_share_balances_the_streams(small_cfg):
-    """The model stream's share of the other sequences' encoding: what evens out the two
-    streams' costs, in whole encoder chunks (8 sequences of 9 frames), within the batch."""
+def test_encoder_chunks_cover_the_sequences_in_whole_chunks(small_cfg):
+    """The pieces the two streams share: every sequence once, in order, in whole encoder chunks
+    (8 sequences of 9 frames at the paper's sizes) where the sequence length allows."""
     agent = SLACAgent(small_cfg, 1, torch.device("cpu"))
-    m, o = 32, 224  # the paper's batch
-    k = agent.model_stream_share(m, o, 9)
-    assert k % 8 == 0 and 0 < k < o
-    model_stream = agent.MODEL_COST_PER_SEQUENCE * m + k
-    ac_stream = o - k + agent.ACTOR_CRITIC_COST_PER_SEQUENCE * (m + o)
-    assert abs(model_stream - ac_stream) <= 8  # one chunk: the rounding
-    assert agent.model_stream_share(32, 8, 9) == 0  # the model's part alone is the longer
-    assert agent.model_stream_share(1, 1000, 9) <= 1000
+    chunk = agent.model.encoder.CHUNK
+    for n, steps in ((224, 9), (100, 9), (7, 9), (50, 8), (30, 7), (1, 9)):
+        pieces = agent.encoder_chunks(n, steps)
+        assert [i for lo, hi in pieces for i in range(lo, hi)] == list(range(n))
+        for lo, hi in pieces[:-1]:
+            frames = (hi - lo) * steps
+            assert frames % chunk == 0 or frames <= chunk, (n, steps, lo, hi)
+    assert agent.encoder_chunks(224, 9) == [(i, i + 8) for i in range(0, 224, 8)]

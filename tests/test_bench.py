@@ -24,10 +24,9 @@ def test_bench_reports_consistent_figures(tmp_path):
     # constant
     assert 8e9 < r["flops_per_iteration"] < 16e9
     assert r["replay_bytes"] < 1.4e9 and "fraction of peak" in done.stdout
-    # the two streams of an update, timed one after the other; the model stream's share of the
-    # other 56 sequences' encoding is in whole chunks of 8
+    # the two streams of an update, timed one after the other
     assert r["model_stream_s"] > 0 and r["actor_critic_stream_s"] > 0
-    assert r["model_stream_share"] in range(0, 57, 8) and "streams, 1 thread" in done.stdout
+    assert 0 <= r["model_stream_encoded"] <= 56 and "streams, 1 thread" in done.stdout
 
 
 def test_bench_bad_iterations():

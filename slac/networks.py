@@ -108,12 +108,14 @@ class _SubPixelLastLayer(torch.autograd.Function):
         taps = torch.tensor(_PHASE_TAPS, device=weight.device)
         w = F.pad(weight, (0, 1, 0, 1))[:, :, taps[:, None, :, None], taps[None, :, None, :]]
         w = w.permute(2, 3, 1, 0, 4, 5).reshape(-1, weight.shape[0], 3, 3)  # (ry rx o, i, 3, 3)
-        w = w.contiguous(memory_format=torch.channels_last)
-        y = F.conv2d(x, w, bias.repeat(4), padding=1)
+        c = w.shape[0]  # 12 channels, zero-padded to a multiple of 8: oneDNN's AVX2 kernels
+        pad = -c % 8    # ran the conv ~25% faster with 16 output channels than with 12 here
+        w = F.pad(w, (0, 0, 0, 0, 0, 0, 0, pad)).contiguous(memory_format=torch.channels_last)
+        y = F.conv2d(x, w, F.pad(bias.repeat(4), (0, pad)), padding=1)
         # The pixel shuffle, as one copy of the channels-last output (n h w ry rx o) into
         # (n h ry w rx o): a channels-last image (2-8x faster here than F.pixel_shuffle)
         n, _, h, w_ = y.shape
-        y = y.permute(0, 2, 3, 1).reshape(n, h, w_, 2, 2, -1).transpose(2, 3)
+        y = y.permute(0, 2, 3, 1)[..., :c].reshape(n, h, w_, 2, 2, -1).transpose(2, 3)
         return y.reshape(n, 2 * h, 2 * w_, -1).permute(0, 3, 1, 2)
 
     @staticmethod

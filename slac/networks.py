@@ -235,6 +235,8 @@ class Decoder(nn.Module):
 
     CHUNK = 72  # as the encoder's
     amp = False  # bfloat16 autocast (--amp)
+    plain = False  # the plain layers, without the rewrites below (slac bench counts FLOPs so:
+    # the sub-pixel rewrite of the last layer also multiplies zero taps, not work of the model)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """z (..., inp) -> mean image (..., 3, 64, 64) in [0, 1] units."""
@@ -253,7 +255,7 @@ class Decoder(nn.Module):
         x = torch.addmm(first.bias.repeat(kh * kw), z, w)
         x = x.view(-1, kh, kw, first.out_channels).permute(0, 3, 1, 2)
         *middle, last = rest
-        fast = not torch.is_autocast_enabled(x.device.type)
+        fast = not (self.plain or torch.is_autocast_enabled(x.device.type))
         for layer in middle:
             if fast and _is_stride2_3x3_layer(layer):
                 x = _Stride2TransposedConv3x3.apply(x, layer.weight, layer.bias)

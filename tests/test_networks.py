@@ -24,6 +24,33 @@ def test_decoder_layers_and_shape():
     assert dec(torch.randn(2, 9, 288)).shape == (2, 9, 3, 64, 64)
 
 
+def test_plain_decoder_counts_the_nominal_flops_and_computes_the_same():
+    """`slac bench` counts FLOPs with the decoder's plain layers: 2 Cin Cout k^2 per input pixel
+    of each transposed conv (closed form), while the fast path's sub-pixel last layer also
+    multiplies zero taps and so counts more; both compute the same image."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    dec, n = Decoder(288), 2
+    z = torch.randn(n, 288)
+    nominal = 0
+    h = 1
+    for m in dec.net:
+        if isinstance(m, nn.ConvTranspose2d):
+            kh, kw = m.kernel_size
+            nominal += 2 * m.in_channels * m.out_channels * kh * kw * h * h * n
+            h = (h - 1) * m.stride[0] - 2 * m.padding[0] + kh + m.output_padding[0]
+    counted = {}
+    out = {}
+    for plain in (True, False):
+        dec.plain = plain
+        with FlopCounterMode(display=False) as fc:
+            out[plain] = dec(z)
+        counted[plain] = fc.get_total_flops()
+    assert counted[True] == nominal
+    assert counted[False] > nominal
+    torch.testing.assert_close(out[True], out[False], rtol=1e-4, atol=1e-5)
+
+
 def test_gaussian_layer_two_hidden_256_and_positive_std():
     g = Gaussian(10, 32, 256)
     linears = [m for m in g.modules() if isinstance(m, nn.Linear)]

@@ -246,6 +246,8 @@ def run(cfg: Config, iterations: int = 5) -> dict:
         g, c = gemm.gflops(), conv.gflops()
         if i:
             t_iter.append(t), r_gemm.append(g), r_conv.append(c)
+        else:
+            shared.clear()
     t_streams = [streams() for _ in range(iterations + 1)][1:] if mb < cfg.batch_size else []
     peak_gemm, peak_conv = statistics.median(r_gemm), statistics.median(r_conv)
     env_steps_s, agent_steps_s = env_speed(cfg)

@@ -126,9 +126,26 @@ class SLACAgent(TwoThreadUpdates):
     def _features_and_latents(self, b: Batch, features: torch.Tensor | None = None
                               ) -> tuple[torch.Tensor, torch.Tensor]:
         """Encoder features (unless given) and posterior latents of ``b`` for the actor-critic,
-        no gradients."""
+        no gradients: the filter's draws for the whole batch first, then the filter in
+        :meth:`filter_pieces` (which the overlapped schedule's streams share)."""
         f = self._encode(b) if features is None else features
-        return f, self.model.filter(f, b.actions, b.first, self.rng_actor_critic).z
+        noise = self.model.noise(f.shape[0], f.shape[1], self.rng_actor_critic, f.device)
+        pieces = self.filter_pieces(f.shape[0])
+        return f, torch.cat([self._filter_piece(f, b, noise, *p) for p in pieces])
+
+    @staticmethod
+    def filter_pieces(sequences: int) -> list[tuple[int, int]]:
+        """The actor-critic's sequences in the pieces its posterior is filtered in: two halves.
+        Every schedule filters in these, so all compute the same latents bit for bit."""
+        half = sequences // 2
+        return [(0, half), (half, sequences)] if half else [(0, sequences)]
+
+    @torch.no_grad()
+    def _filter_piece(self, features: torch.Tensor, b: Batch,
+                      noise: tuple[torch.Tensor, torch.Tensor], lo: int, hi: int) -> torch.Tensor:
+        """Posterior latents of sequences lo:hi of ``b``, with their share of ``noise``."""
+        return self.model.filter(features[lo:hi], b.actions[lo:hi], b.first[lo:hi],
+                                 noise=(noise[0][lo:hi], noise[1][lo:hi])).z
 
     def _model_step(self, b: Batch, post, before_step=None) -> dict[str, torch.Tensor]:
         loss, stats = self.model.loss(b.frames, b.actions, b.rewards, b.valid, post)

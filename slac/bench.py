@@ -199,11 +199,11 @@ def run(cfg: Config, iterations: int = 5) -> dict:
             z = agent.model.filter(f, b.actions, b.first).z
         agent.update_actor_critic(f, z, b)
 
-    shared: list[int] = []  # sequences the model stream encoded, per overlapped iteration
+    shared: list[tuple[int, int]] = []  # sequences the model stream encoded and filtered
 
     def iteration():
         agent.update(next(it))
-        shared.append(agent.model_stream_encoded)
+        shared.append((agent.model_stream_encoded, agent.model_stream_filtered))
 
     def streams() -> tuple[float, float]:
         """The overlapped schedule's two streams, one after the other on one thread, the
@@ -280,7 +280,8 @@ def run(cfg: Config, iterations: int = 5) -> dict:
         "actor_critic_stream_s": (statistics.median(t[1] for t in t_streams)
                                   if t_streams else None),
         # sequences of the actor-critic's the model stream encoded (median over iterations)
-        "model_stream_encoded": statistics.median(shared) if shared else 0,
+        "model_stream_encoded": statistics.median(e for e, _ in shared) if shared else 0,
+        "model_stream_filtered": statistics.median(f for _, f in shared) if shared else 0,
         "env_steps_per_s": env_steps_s,
         "agent_steps_per_s": agent_steps_s,
         "flops_per_iteration": flops,
@@ -319,7 +320,8 @@ def report(r: dict) -> str:
         f"{r['actor_critic_update_min_s']:.3f} s min",
         *([f"  streams, 1 thread  model {r['model_stream_s']:.3f} s, actor-critic "
             f"{r['actor_critic_stream_s']:.3f} s (medians, one after the other); side by side the "
-            f"model stream encoded {r['model_stream_encoded']:g} of the actor-critic's sequences"]
+            f"model stream encoded {r['model_stream_encoded']:g} and filtered "
+            f"{r.get('model_stream_filtered', 0):g} of the actor-critic's sequences (medians)"]
           if r.get("model_stream_s") is not None else []),
         f"  FLOPs/iteration    {r['flops_per_iteration'] / 1e9:.1f} GFLOP (counted)",
         f"  achieved           {r['achieved_gflops']:.1f} GFLOP/s",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING
 
@@ -39,6 +40,7 @@ class TwoThreadUpdates:
     rng_model: torch.Generator
     _pool: ThreadPoolExecutor | None = None  # the second thread, started on first use
     model_stream_encoded = 0  # sequences the model stream encoded in the last overlapped update
+    model_stream_filtered = 0  # ...and filtered
 
     def schedule(self, model_sequences: int, other_sequences: int) -> str:
         """How :meth:`update` runs: ``sequential``, ``overlap`` (model and actor-critic streams
@@ -143,42 +145,32 @@ class TwoThreadUpdates:
         computation, each stream on one thread (on the 2-core AVX2 machine of the README's Speed
         section, ~1.4x faster at the paper's sizes than both threads on each stream in turn).
 
-        The two streams share the encoding of the other sequences, a chunk at a time: the
-        actor-critic stream takes chunks from the front, the model stream, once its gradient is
-        computed, from the back, until none are left. So the streams end together on any
-        machine and at any sizes, without a cost model. Features do not depend on which stream
-        encoded a chunk (no randomness, the same frames per encoder pass); the number of
-        sequences the model stream encoded is left in ``model_stream_encoded``."""
-        pieces = self.encoder_chunks(tail.frames.shape[0], tail.frames.shape[1])
-        encoded: list[Future] = [Future() for _ in pieces]
-        todo = deque(range(len(pieces)))
-        lock = threading.Lock()
-        by_model: list[int] = []
-
-        def encode_from(back: bool) -> None:
-            """Encode chunks taken from the front (or the back) until none are left."""
-            while True:
-                with lock:
-                    if not todo:
-                        return
-                    i = todo.pop() if back else todo.popleft()
-                try:
-                    encoded[i].set_result(self._encode(tail.rows(*pieces[i])))
-                except BaseException as e:
-                    encoded[i].set_exception(e)
-                    raise
-                if back:
-                    by_model.append(pieces[i][1] - pieces[i][0])
-
+        The two streams share the actor-critic's no-grad work on the other sequences, a piece at
+        a time: its encoding in encoder chunks, then its posterior in :meth:`filter_pieces`. The
+        actor-critic stream takes pieces from the front, the model stream, once its gradient is
+        computed, from the back, until none are left; so the streams end together on any
+        machine and at any sizes, without a cost model. Results do not depend on who computed a
+        piece (the filter's draws are made first, for all sequences); how many sequences the
+        model stream encoded and filtered is left in ``model_stream_encoded`` and
+        ``model_stream_filtered``."""
+        n, steps = tail.frames.shape[:2]
+        chunks = self.encoder_chunks(n, steps)
+        encoding = _SharedWork([lambda c=c: self._encode(tail.rows(*c)) for c in chunks])
+        noise = self.model.noise(n, steps, self.rng_actor_critic, self.device)
+        pieces = self.filter_pieces(n)
+        filtering = _SharedWork([
+            lambda p=p: self._filter_piece(torch.cat(encoding.results()), tail, noise, *p)
+            for p in pieces])
         tail_read: Future = Future()  # the worker is done reading the model's weights
         head_out: Future = Future()  # the model stream's detached features and latents
 
         def actor_critic_stream() -> dict[str, torch.Tensor]:
             torch.set_num_threads(1)
             try:
-                encode_from(back=False)
-                features = torch.cat([f.result() for f in encoded])
-                tail_fz = self._features_and_latents(tail, features)
+                encoding.work(from_back=False)
+                features = torch.cat(encoding.results())
+                filtering.work(from_back=False)
+                tail_fz = features, torch.cat(filtering.results())
             except BaseException as e:
                 tail_read.set_exception(e)
                 raise
@@ -187,7 +179,8 @@ class TwoThreadUpdates:
             return self.update_actor_critic(*self._ac_inputs(features, post, tail_fz), b)
 
         def before_step() -> None:
-            encode_from(back=True)  # help with what is left of the encoding
+            encoding.work(from_back=True)  # help with what is left
+            filtering.work(from_back=True)
             tail_read.result()
 
         threads = torch.get_num_threads()
@@ -205,5 +198,37 @@ class TwoThreadUpdates:
             raise
         finally:
             torch.set_num_threads(threads)
-        self.model_stream_encoded = sum(by_model)
+        self.model_stream_encoded = sum(chunks[i][1] - chunks[i][0] for i in encoding.from_back)
+        self.model_stream_filtered = sum(pieces[i][1] - pieces[i][0] for i in filtering.from_back)
         return stats
+
+
+class _SharedWork:
+    """Independent pieces of work two threads take from opposite ends of one queue, each
+    piece's result (or error) in a future."""
+
+    def __init__(self, pieces: list[Callable[[], torch.Tensor]]):
+        self.pieces = pieces
+        self.todo = deque(range(len(pieces)))
+        self.futures: list[Future] = [Future() for _ in pieces]
+        self.from_back: list[int] = []  # the pieces taken from the back
+        self._lock = threading.Lock()
+
+    def work(self, from_back: bool) -> None:
+        """Take pieces from the front (or the back) and run them until none are left."""
+        while True:
+            with self._lock:
+                if not self.todo:
+                    return
+                i = self.todo.pop() if from_back else self.todo.popleft()
+            if from_back:
+                self.from_back.append(i)
+            try:
+                self.futures[i].set_result(self.pieces[i]())
+            except BaseException as e:
+                self.futures[i].set_exception(e)
+                raise
+
+    def results(self) -> list[torch.Tensor]:
+        """Every piece's result, in order, once all are done (raising a piece's error)."""
+        return [f.result() for f in self.futures]

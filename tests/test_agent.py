@@ -169,9 +169,9 @@ def restore_threads():
 def test_overlapped_update_is_the_sequential_update(small_cfg, monkeypatch, restore_threads,
                                                     slower):
     """--overlap runs the actor-critic stream on a worker thread, the two streams sharing the
-    encoding of the other sequences chunk by chunk: the same losses, the same parameters
-    afterwards, the same generator states, bit for bit (one thread per stream), whichever stream
-    is the slower one and so however the encoding is shared."""
+    encoding and the filtering of the other sequences piece by piece: the same losses, the same
+    parameters afterwards, the same generator states, bit for bit (one thread per stream),
+    whichever stream is the slower one and so however the work is shared."""
     torch.set_num_threads(1)
     seq, ovl = twin_agents(small_cfg)
     monkeypatch.setattr(ovl, "encoder_chunks", lambda n, steps: [(i, i + 1) for i in range(n)])
@@ -196,7 +196,9 @@ def test_overlapped_update_is_the_sequential_update(small_cfg, monkeypatch, rest
         assert same(params(getattr(seq, net)), params(getattr(ovl, net))), net
     for g_seq, g_ovl in zip(seq.generators(), ovl.generators(), strict=True):
         assert torch.equal(g_seq.get_state(), g_ovl.get_state())
+    # the model stream took encoder chunks and a piece of the filter iff the other was slower
     assert (ovl.model_stream_encoded > 0) == (slower == "actor-critic")
+    assert (ovl.model_stream_filtered > 0) == (slower == "actor-critic")
     # and with two threads one of the two-thread schedules is the one taken
     torch.set_num_threads(2)
     called = []
@@ -227,7 +229,8 @@ def test_split_model_update_is_the_sequential_update_up_to_rounding(small_cfg, r
 
 @pytest.mark.parametrize("schedule, broken_part", [
     ("_update_overlapped", "_model_step"),  # the model stream, on the calling thread
-    ("_update_overlapped", "_features_and_latents"),  # the worker's stream
+    ("_update_overlapped", "_filter_piece"),  # the work both streams share
+    ("_update_overlapped", "update_actor_critic"),  # the worker's stream
     ("_update_split_model", "_half_model_grads"),  # both threads
 ])
 def test_two_thread_updates_pass_on_errors_and_leave_no_worker_waiting(small_cfg, schedule,

@@ -4,9 +4,9 @@ An update has two streams of work, each drawing its noise from its own generator
 stream (Eq. 7 on the first ``model_batch_size`` sequences) and the actor-critic stream (the
 no-grad posterior of the other sequences, then Eq. 8-10). Both read the model as it is before
 the update, so they can run concurrently, one thread each, computing exactly what they compute
-one after the other (``overlap``, the two sharing the encoding of the other sequences so that
-they end together); or, where the model's part dominates and in pretraining, the
-model's sequences are split in halves over the two threads and the gradients summed (``split``,
+one after the other (``overlap``, the two sharing the encoding and the filtering of the other
+sequences so that they end together); or, where the model's part dominates and in pretraining,
+the model's sequences are split in halves over the two threads and the gradients summed (``split``,
 equal up to fp32 rounding). On the AVX2 machine of the README's Speed section, two streams on
 one core each beat both threads on each stream in turn (2.23 -> 1.81 s per paper-size update).
 """

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The CPU learning experiments: `slac train --preset cpu`, seed 0 (or SEEDS), on
 # ball_in_cup-catch and then cartpole-swingup, each run with both cores (2 torch threads) for
-# 70k environment steps (~90 min a run on the README's 2-core AVX2 machine, pretraining
-# included). With no settings it reruns the README's runs of the current preset
+# 70k environment steps (~90 min a run on the 2-core AVX2 machine of docs/cpu-learning.md, pretraining
+# included). With no settings it reruns docs/cpu-learning.md's runs of the current preset
 # (docs/results/cpu-2026-11-29-*; a rerun of seed 0 on cup repeated every logged value).
 # Then each run's eval.csv, train.csv and config.json, its model-prediction grid (`slac viz`)
 # and the curves of all (`slac plot`) go to OUT with the date, commit, machine and wall time
@@ -61,6 +61,7 @@ for task in $TASKS; do for seed in $SEEDS; do
   mkdir -p "$dest"
   cp "$run/eval.csv" "$run/train.csv" "$run/config.json" "$dest/"
   .venv/bin/slac viz --run-dir "$run" --out "$dest/viz"
+  rm -f "$dest/viz/predictions.mp4"  # results keep data and a picture, not videos
   {
     echo "command: .venv/bin/slac train --preset cpu --task $task --seed $seed --run-dir $run" \
       "--threads $THREADS $steps_flag $EXTRA"

@@ -7,7 +7,7 @@ cart (pixels that differ from the background) versus the background.
 Prints, per initialisation, how much the encoder's features vary across frames at the start
 (relative to their size), then the squared error on cart and background pixels every 100 steps,
 beside two baselines that know nothing of the cart's position (the per-pixel median and mean
-frame). The README quotes its output (seed 0, 1 thread).
+frame). docs/notes/2026-11-init-autoencoder.md quotes its output (seed 0, 1 thread).
 """
 
 from __future__ import annotations

@@ -37,8 +37,7 @@ from slac import envs
 from slac.agent import SLACAgent
 from slac.config import Config, resolve, with_preset
 from slac.replay import Replay
-from slac.tasks import get_task
-from slac.train import random_action
+from slac.tasks import get_task, random_action
 from slac.viz import grid, save_png
 
 

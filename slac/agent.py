@@ -9,16 +9,19 @@ the first ``model_batch_size`` sequences with gradients; the critics (Eq. 8-9) a
 from __future__ import annotations
 
 import copy
+import functools
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from slac.config import Config, ConfigError
-from slac.model import LatentModel
+from slac.model import Filtered, LatentModel
 from slac.networks import Actor, Critic
-from slac.parallel import TwoThreadUpdates
 from slac.replay import Batch
+from slac.tasks import get_task
 
 
 def actor_history(
@@ -35,6 +38,15 @@ def actor_history(
     return feats, acts
 
 
+class ModelGradients(NamedTuple):
+    """A share of Eq. (7)'s gradient, its statistics, and its detached features and latents."""
+
+    grads: tuple[torch.Tensor | None, ...]
+    stats: dict[str, torch.Tensor]
+    features: torch.Tensor
+    z: torch.Tensor
+
+
 def glorot_init(m: torch.nn.Module) -> None:
     """Glorot-uniform weights and zero biases (``--init glorot``): TensorFlow's layer defaults,
     which the authors' released code uses."""
@@ -43,15 +55,20 @@ def glorot_init(m: torch.nn.Module) -> None:
         torch.nn.init.zeros_(m.bias)
 
 
-class SLACAgent(TwoThreadUpdates):
-    def __init__(self, cfg: Config, action_dim: int, device: torch.device,
-                 policy_std_scale: float = 1.0):
+class SLACAgent:
+    """SLAC's networks, optimisers and random generators, and its update on one thread.
+
+    The update's pieces are public so that :mod:`slac.parallel` can schedule them over two
+    threads; :meth:`update` and :meth:`update_model` run them one after the other.
+    """
+
+    def __init__(self, cfg: Config, action_dim: int, device: torch.device):
         self.cfg, self.device, self.action_dim = cfg, device, action_dim
         z_dim = cfg.z1_dim + cfg.z2_dim
         self.model = LatentModel(action_dim, cfg.z1_dim, cfg.z2_dim, cfg.feature_dim, cfg.hidden,
                                  cfg.decoder_var, cfg.conv_width).to(device)
         self.actor = Actor(cfg.feature_dim, action_dim, cfg.sequence_length, cfg.hidden,
-                           policy_std_scale).to(device)
+                           get_task(cfg.task).policy_std_scale).to(device)
         self.critic = Critic(z_dim, action_dim, cfg.hidden).to(device)
         if cfg.init == "glorot":
             for net in (self.model, self.actor, self.critic):
@@ -59,13 +76,12 @@ class SLACAgent(TwoThreadUpdates):
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = torch.zeros((), device=device, requires_grad=True)
         self.target_entropy = -float(action_dim)
-        # fused: one pass over each parameter's state; the model's step (2.5M parameters at the
-        # cpu preset's sizes) took half the time of the default's here
-        fused = device.type in ("cpu", "cuda")
+        fused = device.type in ("cpu", "cuda")  # one pass over each parameter's state
         self.model_opt = torch.optim.Adam(self.model.parameters(), cfg.model_lr, fused=fused)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), cfg.actor_lr, fused=fused)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), cfg.critic_lr, fused=fused)
         self.alpha_opt = torch.optim.Adam([self.log_alpha], cfg.alpha_lr, fused=fused)
+        # one generator per update stream (Eq. 7; Eq. 8-10), so the streams may run concurrently
         self.rng_model = torch.Generator(device).manual_seed(cfg.seed)
         self.rng_actor_critic = torch.Generator(device).manual_seed(cfg.seed + 1)
         if cfg.amp and device.type == "cuda" and not torch.cuda.is_bf16_supported():
@@ -81,22 +97,26 @@ class SLACAgent(TwoThreadUpdates):
 
     # ---------------------------------------------------------------- acting
     @torch.no_grad()
-    def act(self, frames: np.ndarray, actions: np.ndarray) -> np.ndarray:
-        """Sample a ~ pi(. | frames (L, H, W, 3) uint8, actions (L-1, A)) for one environment.
+    def act(self, frames: np.ndarray, actions: np.ndarray,
+            deterministic: bool = False) -> np.ndarray:
+        """a ~ pi(. | frames (L, H, W, 3) uint8, actions (L-1, A)) for one environment; with
+        ``deterministic``, the mode tanh(mean) instead of a sample.
 
-        The whole history is encoded with the current encoder (~1.5 ms for 8 frames here), as in
-        training; caching older frames' features would feed the actor stale ones.
+        The whole history is encoded with the current encoder, as in training; caching older
+        frames' features would feed the actor stale ones.
         """
-        f = torch.from_numpy(frames).to(self.device)
-        a = torch.from_numpy(actions).to(self.device, torch.float32)
+        f = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device)
+        a = torch.from_numpy(np.asarray(actions, np.float32)).to(self.device)
         features = self.model.encoder(f)[None]
+        if deterministic:
+            return torch.tanh(self.actor(features, a[None])[0])[0].cpu().numpy()
         action, _ = self.actor.sample(features, a[None])
         return action[0].cpu().numpy()
 
     # ---------------------------------------------------------------- learning
     # Two streams of work per update, each drawing its noise from its own generator: the model
-    # stream (Eq. 7) and the actor-critic stream (Eq. 8-10). Below, the one-thread update; on a
-    # CPU with two or more threads (``--overlap``) the schedules of slac/parallel.py.
+    # stream (Eq. 7) and the actor-critic stream (Eq. 8-10). The pieces below are what
+    # slac/parallel.py's schedules run on two threads; update() runs them on one.
     def generators(self) -> tuple[torch.Generator, torch.Generator]:
         """The model stream's and the actor-critic stream's random generators."""
         return self.rng_model, self.rng_actor_critic
@@ -107,31 +127,94 @@ class SLACAgent(TwoThreadUpdates):
             group["lr"] = lr
 
     def update_model(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """One step of Eq. (7) on ``batch`` alone (model pretraining). On a CPU with two or more
-        threads (``--overlap``) the two halves of the batch take one thread each and their
-        gradients are summed: the same draws and the same gradient up to fp32 rounding, and
-        1.3-1.9x faster here than both threads on the whole batch."""
+        """One step of Eq. (7) on ``batch`` alone (model pretraining)."""
         b = batch.to(self.device)
+        return self.model_step(b, self.model_posterior(b)[1])
+
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One update of model, critics, actor and alpha on one batch (Algorithm 1): the model
+        loss on the first ``model_batch_size`` sequences, the actor-critic on all of them."""
+        b = batch.to(self.device)
+        head, tail = b.rows(0, self.cfg.model_batch_size), b.rows(self.cfg.model_batch_size)
+        features, post = self.model_posterior(head)
+        tail_fz = self.latents(tail) if tail.frames.shape[0] else None
+        stats = self.model_step(head, post)
+        stats.update(self.update_actor_critic(
+            *self.actor_critic_inputs(features, post, tail_fz), b))
+        return stats
+
+    def model_posterior(self, head: Batch) -> tuple[torch.Tensor, Filtered]:
+        """Features and a filtering-posterior sample of the model's sequences, with gradients,
+        the draws from the model stream's generator."""
+        features = self.model.encoder(head.frames)
+        return features, self.model.filter(features, head.actions, head.first, self.rng_model)
+
+    def model_step(self, b: Batch, post: Filtered,
+                   before_step: Callable[[], None] | None = None) -> dict[str, torch.Tensor]:
+        """Eq. (7) on ``b`` from its posterior sample, its gradient and one Adam step; calls
+        ``before_step()`` between the two (another thread may still read the weights)."""
+        loss, stats = self.model.loss(b.frames, b.actions, b.rewards, b.valid, post)
+        self.model_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if before_step is not None:
+            before_step()
+        self.model_opt.step()
+        return stats
+
+    def model_noise(self, sequences: int, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The model stream's filter draws for ``sequences`` sequences, made up front."""
+        return self.model.noise(sequences, steps, self.rng_model, self.device)
+
+    def model_gradients(self, b: Batch, lo: int, hi: int,
+                        noise: tuple[torch.Tensor, torch.Tensor]) -> ModelGradients:
+        """Sequences lo:hi of ``b``'s share of Eq. (7) with their share of ``noise``: the
+        gradient and statistics weighted by (hi - lo) / len(b), so that the shares sum to the
+        whole batch's, and the detached features and latents. Leaves the weights alone."""
         n = b.frames.shape[0]
-        if not (self._two_threads() and n >= 2):
-            return self._model_step(b, self._head_posterior(b)[1])
-        return self._update_model_split(b)
+        h = b.rows(lo, hi)
+        features = self.model.encoder(h.frames)
+        post = self.model.filter(features, h.actions, h.first,
+                                 noise=(noise[0][lo:hi], noise[1][lo:hi]))
+        loss, stats = self.model.loss(h.frames, h.actions, h.rewards, h.valid, post)
+        w = (hi - lo) / n  # Eq. (7) averages over sequences: each share by its size
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        grads = torch.autograd.grad(loss * w, params, allow_unused=True)
+        return ModelGradients(grads, {k: v * w for k, v in stats.items()}, features.detach(),
+                              post.z.detach())
+
+    def step_model(self, shares: list[ModelGradients]) -> ModelGradients:
+        """Sum the shares' gradients and take one Adam step; the summed statistics and the
+        shares' features and latents, concatenated."""
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        for i, p in enumerate(params):
+            parts = [s.grads[i] for s in shares if s.grads[i] is not None]
+            p.grad = functools.reduce(torch.add, parts) if parts else None
+        self.model_opt.step()
+        stats = {k: functools.reduce(torch.add, [s.stats[k] for s in shares])
+                 for k in shares[0].stats}
+        return ModelGradients((), stats, torch.cat([s.features for s in shares]),
+                              torch.cat([s.z for s in shares]))
 
     @torch.no_grad()
-    def _encode(self, b: Batch) -> torch.Tensor:
+    def encode(self, b: Batch) -> torch.Tensor:
         """Encoder features of ``b``, no gradients."""
         return self.model.encoder(b.frames)
 
+    def actor_critic_noise(self, sequences: int, steps: int
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The actor-critic stream's filter draws for ``sequences`` sequences, made up front."""
+        return self.model.noise(sequences, steps, self.rng_actor_critic, self.device)
+
     @torch.no_grad()
-    def _features_and_latents(self, b: Batch, features: torch.Tensor | None = None
-                              ) -> tuple[torch.Tensor, torch.Tensor]:
+    def latents(self, b: Batch, features: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         """Encoder features (unless given) and posterior latents of ``b`` for the actor-critic,
-        no gradients: the filter's draws for the whole batch first, then the filter in
-        :meth:`filter_pieces` (which the overlapped schedule's streams share)."""
-        f = self._encode(b) if features is None else features
-        noise = self.model.noise(f.shape[0], f.shape[1], self.rng_actor_critic, f.device)
+        no gradients: the draws for the whole batch first, then the filter in
+        :meth:`filter_pieces`."""
+        f = self.encode(b) if features is None else features
+        noise = self.actor_critic_noise(f.shape[0], f.shape[1])
         pieces = self.filter_pieces(f.shape[0])
-        return f, torch.cat([self._filter_piece(f, b, noise, *p) for p in pieces])
+        return f, torch.cat([self.filter_piece(f, b, noise, *p) for p in pieces])
 
     @staticmethod
     def filter_pieces(sequences: int) -> list[tuple[int, int]]:
@@ -141,48 +224,22 @@ class SLACAgent(TwoThreadUpdates):
         return [(0, half), (half, sequences)] if half else [(0, sequences)]
 
     @torch.no_grad()
-    def _filter_piece(self, features: torch.Tensor, b: Batch,
-                      noise: tuple[torch.Tensor, torch.Tensor], lo: int, hi: int) -> torch.Tensor:
+    def filter_piece(self, features: torch.Tensor, b: Batch,
+                     noise: tuple[torch.Tensor, torch.Tensor], lo: int, hi: int) -> torch.Tensor:
         """Posterior latents of sequences lo:hi of ``b``, with their share of ``noise``."""
         return self.model.filter(features[lo:hi], b.actions[lo:hi], b.first[lo:hi],
                                  noise=(noise[0][lo:hi], noise[1][lo:hi])).z
 
-    def _model_step(self, b: Batch, post, before_step=None) -> dict[str, torch.Tensor]:
-        loss, stats = self.model.loss(b.frames, b.actions, b.rewards, b.valid, post)
-        self.model_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if before_step is not None:
-            before_step()  # the other stream has finished reading the model's weights
-        self.model_opt.step()
-        return stats
-
-    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """One update of model, critics, actor and alpha on one batch (Algorithm 1)."""
-        b = batch.to(self.device)
-        mb = self.cfg.model_batch_size
-        head, tail = b.rows(0, mb), b.rows(mb)
-        schedule = self.schedule(mb, tail.frames.shape[0])
-        if schedule == "split":
-            return self._update_split_model(b, head, tail)
-        if schedule == "overlap":
-            return self._update_overlapped(b, head, tail)
-        features, post = self._head_posterior(head)
-        tail_fz = self._features_and_latents(tail) if tail.frames.shape[0] else None
-        stats = self._model_step(head, post)
-        stats.update(self.update_actor_critic(*self._ac_inputs(features, post, tail_fz), b))
-        return stats
-
-    def _head_posterior(self, head: Batch):
-        """Features and a filtering-posterior sample of the model's sequences, with gradients."""
-        features = self.model.encoder(head.frames)
-        return features, self.model.filter(features, head.actions, head.first, self.rng_model)
-
     @staticmethod
-    def _ac_inputs(features, post, tail_fz) -> tuple[torch.Tensor, torch.Tensor]:
+    def actor_critic_inputs(features: torch.Tensor, post: Filtered,
+                            tail: tuple[torch.Tensor, torch.Tensor] | None
+                            ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The actor-critic's features and latents: the model's sequences' (detached), then
+        the other sequences' (``tail``, already without gradients)."""
         f, z = features.detach(), post.z.detach()
-        if tail_fz is None:
+        if tail is None:
             return f, z
-        return torch.cat([f, tail_fz[0]]), torch.cat([z, tail_fz[1]])
+        return torch.cat([f, tail[0]]), torch.cat([z, tail[1]])
 
     @torch.no_grad()
     def td_target(self, z_next: torch.Tensor, h_next: tuple[torch.Tensor, torch.Tensor],
@@ -260,24 +317,3 @@ class SLACAgent(TwoThreadUpdates):
         for name in ("rng_model", "rng_actor_critic"):
             if name in state:  # absent in checkpoints of versions before the two streams
                 getattr(self, name).set_state(state[name])
-
-
-class PolicyHistory:
-    """The last L frames (HWC uint8) and L-1 actions the actor sees when acting.
-
-    At an episode start it holds L copies of the first frame and zero actions, matching the
-    masking of histories that cross an episode start in training (:func:`actor_history`).
-    """
-
-    def __init__(self, length: int, action_dim: int):
-        self.length, self.action_dim = length, action_dim
-        self.frames: np.ndarray | None = None
-        self.actions = np.zeros((length - 1, action_dim), dtype=np.float32)
-
-    def reset(self, frame_chw: np.ndarray) -> None:
-        self.frames = np.repeat(frame_chw.transpose(1, 2, 0)[None], self.length, 0)
-        self.actions[:] = 0.0
-
-    def push(self, action: np.ndarray, frame_chw: np.ndarray) -> None:
-        self.frames = np.concatenate([self.frames[1:], frame_chw.transpose(1, 2, 0)[None]])
-        self.actions = np.concatenate([self.actions[1:], action[None].astype(np.float32)])

@@ -24,11 +24,10 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from slac import envs, runtime
+from slac import envs, parallel, runtime
 from slac.agent import SLACAgent
 from slac.config import Config
-from slac.replay import Batch, Replay
-from slac.tasks import get_task
+from slac.replay import Replay, checkpoint_margin
 
 
 def machine() -> str:
@@ -160,29 +159,21 @@ def env_speed(cfg: Config, seconds: float = 5.0) -> tuple[float, float]:
 
 def replay_bytes(cfg: Config, action_dim: int) -> int:
     """Bytes a run's replay of ``replay_capacity`` steps maps (margin included)."""
-    from slac.train import replay_margin
-
     with tempfile.TemporaryDirectory() as d:
-        r = Replay(cfg.replay_capacity, action_dim, directory=d, margin=replay_margin(cfg))
+        r = Replay(cfg.replay_capacity, action_dim, directory=d,
+                   margin=checkpoint_margin(cfg.checkpoint_every, cfg.action_repeat))
         return r.nbytes()
 
 
 def run(cfg: Config, iterations: int = 5) -> dict:
     """The measurements, as a dict (the JSON of ``slac bench --json``)."""
-    from slac.train import resolve_device
-
-    device = resolve_device(cfg.device)
-    if device.type == "cpu":
-        runtime.keep_freed_memory()  # as `slac train` does
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    spec = get_task(cfg.task)
+    device = runtime.set_up(cfg.device, cfg.threads, cfg.seed)  # as `slac train` does
     probe = envs.make(cfg.task, cfg.seed, cfg.action_repeat, cfg.render_quality)
     action_dim = probe.action_dim
     probe.close()
     ticks0, wall0 = _cpu_ticks(), time.perf_counter()
-    agent = SLACAgent(cfg, action_dim, device, spec.policy_std_scale)
+    agent = SLACAgent(cfg, action_dim, device)
+    schedule = parallel.choose(agent)
     replay = synthetic_replay(cfg, action_dim)
     batches = [replay.sample(cfg.batch_size, cfg.sequence_length) for _ in range(iterations + 1)]
     it = iter(batches * 4)
@@ -190,7 +181,7 @@ def run(cfg: Config, iterations: int = 5) -> dict:
 
     def model_update():
         b = next(it)
-        agent.update_model(Batch(*(getattr(b, f)[:mb] for f in Batch.__annotations__)))
+        schedule.update_model(b.rows(0, mb))
 
     def actor_critic_update():
         b = next(it).to(device)
@@ -202,8 +193,9 @@ def run(cfg: Config, iterations: int = 5) -> dict:
     shared: list[tuple[int, int]] = []  # sequences the model stream encoded and filtered
 
     def iteration():
-        agent.update(next(it))
-        shared.append((agent.model_stream_encoded, agent.model_stream_filtered))
+        schedule.update(next(it))
+        shared.append((getattr(schedule, "model_stream_encoded", 0),
+                       getattr(schedule, "model_stream_filtered", 0)))
 
     def streams() -> tuple[float, float]:
         """The overlapped schedule's two streams, one after the other on one thread, the
@@ -214,24 +206,22 @@ def run(cfg: Config, iterations: int = 5) -> dict:
         torch.set_num_threads(1)
         try:
             t0 = time.perf_counter()
-            features, post = agent._head_posterior(head)
-            agent._model_step(head, post)
+            features, post = agent.model_posterior(head)
+            agent.model_step(head, post)
             t1 = time.perf_counter()
-            tail_fz = agent._features_and_latents(tail)
-            agent.update_actor_critic(*agent._ac_inputs(features, post, tail_fz), b)
+            tail_fz = agent.latents(tail)
+            agent.update_actor_critic(*agent.actor_critic_inputs(features, post, tail_fz), b)
             t2 = time.perf_counter()
         finally:
             torch.set_num_threads(threads)
         return t1 - t0, t2 - t1
 
-    # FLOPs of the sequential path (the counter sees this thread's ops), with the decoder's plain
-    # layers: the model's work, not the zero taps its faster last layer multiplies too
-    overlap, agent.cfg = agent.cfg.overlap, dataclasses.replace(agent.cfg, overlap=False)
+    # FLOPs of the one-thread update (the counter sees this thread's ops), with the decoder's
+    # plain layers: the model's work, not the zero taps its faster last layer multiplies too
     agent.model.decoder.plain = True
     with FlopCounterMode(display=False) as fc:
         agent.update(batches[0])
     agent.model.decoder.plain = False
-    agent.cfg = dataclasses.replace(agent.cfg, overlap=overlap)
     flops = fc.get_total_flops()
     t_model = _timed(model_update, iterations)
     t_ac = _timed(actor_critic_update, iterations)
@@ -264,8 +254,8 @@ def run(cfg: Config, iterations: int = 5) -> dict:
         "device": str(device),
         "machine": machine(),
         "threads": torch.get_num_threads(),
-        "overlap": agent._two_threads(),
-        "schedule": agent.schedule(cfg.model_batch_size, cfg.batch_size - cfg.model_batch_size),
+        "overlap": schedule.name != "sequential",
+        "schedule": schedule.name,
         "batch_size": cfg.batch_size,
         "model_batch_size": cfg.model_batch_size,
         "sequence_length": cfg.sequence_length,

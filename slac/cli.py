@@ -7,22 +7,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 import types
 import typing
 
-from slac.config import (
-    PRESETS,
-    Config,
-    ConfigError,
-    check_writable,
-    differences,
-    from_dict,
-    resolve,
-    with_preset,
-)
-from slac.tasks import TASKS, get_task
+from slac.config import PRESETS, Config, ConfigError, check_writable, resolve, with_preset
+from slac.tasks import TASKS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -114,49 +104,19 @@ def cmd_tasks() -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from slac import trainer
+
     given = {k: v for k, v in vars(args).items() if k not in ("command", "override")}
-    default = Config(**with_preset(given))
-    run_dir = given.get("run_dir") or os.path.join("runs", f"{default.task}-seed{default.seed}")
-    from slac import checkpoint
+    return trainer.start(given, args.override).run()
 
-    resume = None
-    if checkpoint.list_checkpoints(run_dir):  # the run directory is the unit of work: resume
-        resume = checkpoint.load_latest(run_dir)
-        if resume is None:
-            raise ConfigError(f"{run_dir}: every checkpoint is damaged; use a new --run-dir")
-        stored = from_dict(resume["config"])
-        diffs = differences(stored, given)
-        if diffs and not args.override:
-            raise ConfigError(f"{run_dir} holds a run with other settings: {'; '.join(diffs)}."
-                              " Rerun without them to resume, or add --override")
-        cfg = resolve(dataclasses.replace(stored, **with_preset(given)))
-    else:
-        cfg = resolve(default)
-    check_writable(cfg.run_dir)
-    from slac.envs import EnvError
-    from slac.train import Trainer
+
+def _load_policy(run_dir: str, device: str):
+    from slac import policy
 
     try:
-        trainer = Trainer(cfg, resume)
-    except EnvError as e:
+        return policy.load(run_dir, device)
+    except (FileNotFoundError, ValueError) as e:
         raise ConfigError(str(e)) from None
-    return trainer.run()
-
-
-def _load_agent(run_dir: str, device_name: str):
-    from slac import checkpoint
-    from slac.agent import SLACAgent
-    from slac.train import resolve_device
-
-    device = resolve_device(device_name)
-    try:
-        state = checkpoint.load_agent_state(run_dir, device)
-    except FileNotFoundError as e:
-        raise ConfigError(str(e)) from None
-    cfg = from_dict(state["config"])
-    agent = SLACAgent(cfg, state["action_dim"], device, get_task(cfg.task).policy_std_scale)
-    agent.load_state_dict(state["agent"])
-    return agent, state
 
 
 def _seeded_env(cfg: Config, offset: int):
@@ -177,14 +137,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from slac.evaluate import evaluate
 
-    agent, state = _load_agent(args.run_dir, args.device)
-    cfg = agent.cfg
+    policy = _load_policy(args.run_dir, args.device)
+    cfg = policy.config
     env = _seeded_env(cfg, 2_000_000)
     try:
-        returns, _ = evaluate(agent, env, args.episodes)
+        returns, _ = evaluate(policy, env, args.episodes)
     finally:
         env.close()
-    print(f"{cfg.task} after {state['env_step']} env steps: return {np.mean(returns):.1f} "
+    print(f"{cfg.task} after {policy.step} env steps: return {np.mean(returns):.1f} "
           f"+- {np.std(returns):.1f} over {args.episodes} episodes")
     return 0
 
@@ -197,20 +157,20 @@ def cmd_viz(args: argparse.Namespace) -> int:
     from slac import viz
     from slac.evaluate import run_episode
 
-    agent, state = _load_agent(args.run_dir, args.device)
+    policy = _load_policy(args.run_dir, args.device)
     out = Path(args.out or Path(args.run_dir) / "viz")
     check_writable(str(out))
-    cfg = agent.cfg
+    cfg = policy.config
     env = _seeded_env(cfg, 3_000_000)
     try:
-        episode = run_episode(agent, env, record=True, max_steps=args.steps)
+        episode = run_episode(policy, env, record=True, max_steps=args.steps)
     finally:
         env.close()
-    rows = viz.predictions(agent.model, episode.frames, episode.actions)
+    rows = viz.predictions(policy.model, episode.frames, episode.actions)
     out.mkdir(parents=True, exist_ok=True)
     png = viz.save_png(viz.grid(rows), out / "predictions.png")
     video = viz.save_video(viz.video_frames(rows), out / "predictions.mp4", fps=4)
-    print(f"{cfg.task} after {state['env_step']} env steps, {len(episode.actions)} steps: "
+    print(f"{cfg.task} after {policy.step} env steps, {len(episode.actions)} steps: "
           f"{png} and {video}")
     return 0
 
@@ -228,6 +188,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     given = {"task": args.task, "threads": args.threads, "device": args.device,
              "preset": args.preset, "overlap": args.overlap}
     cfg = resolve(Config(**with_preset({k: v for k, v in given.items() if v is not None})))
+    from slac.runtime import resolve_device
+
+    try:
+        resolve_device(cfg.device)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     result = bench.run(cfg, args.iterations)
     print(bench.report(result))
     if args.json:

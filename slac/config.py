@@ -6,6 +6,7 @@ Fields left ``None`` take the task's default (see :mod:`slac.tasks`) in :func:`r
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -20,8 +21,8 @@ def _f(default, help: str, **kw):  # noqa: A002 - the flag's help line
 
 # Named presets keep the method (model structure, losses, algorithm) and change only sizes,
 # budgets and the model's step size. Each entry: flag -> (value, the paper's value), shown in
-# `slac train --help`. cpu: a 3x model learning rate ends the posterior collapse after ~7k
-# instead of ~16k model updates here (README: Learning on a CPU), so 10k pretraining updates do.
+# `slac train --help`. cpu: a 3x model learning rate ends the posterior collapse sooner, so 10k
+# pretraining updates do (docs/cpu-learning.md).
 PRESETS: dict[str, dict[str, tuple]] = {
     "cpu": {
         "conv_width": (16, 32),
@@ -78,7 +79,7 @@ class Config:
     )
     threads: int = _f(0, "CPU threads for torch (0: all cores)")
     overlap: bool = _f(True, "on a CPU with 2+ threads, split each update over two threads, one "
-                             "each (same results up to fp32 rounding; README: Speed)")
+                             "each (same results up to fp32 rounding)")
     log_every: int = _f(1_000, "environment steps between train.csv rows")
     checkpoint_every: int = _f(10_000, "environment steps between checkpoints (also on INT/TERM)")
     pretrain_checkpoint_every: int = _f(2_000, "model pretraining updates between checkpoints")
@@ -99,14 +100,13 @@ class Config:
     conv_width: int = _f(32, "channels of the first encoder conv (the rest scale: 2x, 4x, 8x)")
     init: str = _f(
         "glorot", "weight initialisation: glorot (Glorot-uniform weights, zero biases: the "
-        "TensorFlow defaults of the authors' code) or torch (PyTorch's layer defaults, under which "
-        "the encoder and decoder learned no object here in 1,300 steps; see README)",
+        "TensorFlow defaults of the authors' code) or torch (PyTorch's layer defaults)",
         choices=("torch", "glorot"),
     )
     amp: bool = _f(False, "bfloat16 autocast in the encoder and decoder (GPUs with bf16; "
                           "changes the arithmetic, so off by default)")
-    compile: bool = _f(False, "torch.compile the encoder and decoder (for GPUs; no gain measured "
-                              "on this CPU, and minutes of compiling)")
+    compile: bool = _f(False, "torch.compile the encoder and decoder (meant for GPUs; compiling "
+                              "takes minutes)")
 
     @property
     def pretraining_model_lr(self) -> float:
@@ -230,3 +230,9 @@ def to_dict(cfg: Config) -> dict:
 def from_dict(d: dict) -> Config:
     names = {f.name for f in dataclasses.fields(Config)}
     return Config(**{k: v for k, v in d.items() if k in names})
+
+
+def save_json(path: str | os.PathLike, cfg: Config, **meta) -> None:
+    """``cfg`` and ``meta`` as the JSON of a run's ``config.json``."""
+    text = json.dumps({"config": to_dict(cfg), **meta}, indent=2) + "\n"
+    Path(path).write_text(text)

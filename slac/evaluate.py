@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from slac.agent import PolicyHistory, SLACAgent
 from slac.envs import PixelEnv
+from slac.policy import Policy
 
 
 @dataclass
@@ -18,32 +18,43 @@ class Episode:
     actions: np.ndarray | None = None  # (T, A)
 
 
-def run_episode(agent: SLACAgent, env: PixelEnv, record: bool = False,
+def run_episode(policy: Policy, env: PixelEnv, record: bool = False,
                 max_steps: int | None = None) -> Episode:
     """One episode (or its first ``max_steps`` agent steps) with the stochastic policy."""
-    history = PolicyHistory(agent.cfg.sequence_length, agent.action_dim)
     obs = env.reset()
-    history.reset(obs)
-    frames, actions = [history.frames[-1]], []
+    policy.reset(obs)
+    frames, actions = [obs], []
     total, steps = 0.0, 0
     while max_steps is None or len(actions) < max_steps:
-        action = agent.act(history.frames, history.actions)
+        action = policy.act(obs)
         step = env.step(action)
+        obs = step.obs
         total += step.reward
         steps += step.env_steps
-        history.push(action, step.obs)
         if record:
-            frames.append(history.frames[-1])
+            frames.append(obs)
             actions.append(action)
         if step.done:
             break
     if not record:
         return Episode(total, steps)
-    return Episode(total, steps, np.stack(frames), np.stack(actions).astype(np.float32))
+    hwc = np.stack(frames).transpose(0, 2, 3, 1)
+    return Episode(total, steps, np.ascontiguousarray(hwc), np.stack(actions).astype(np.float32))
 
 
-def evaluate(agent: SLACAgent, env: PixelEnv, episodes: int,
+def evaluate(policy: Policy, env: PixelEnv, episodes: int,
              record_first: bool = False) -> tuple[np.ndarray, Episode | None]:
     """Returns of ``episodes`` episodes, and the first one's frames and actions if asked."""
-    runs = [run_episode(agent, env, record=record_first and i == 0) for i in range(episodes)]
+    runs = [run_episode(policy, env, record=record_first and i == 0) for i in range(episodes)]
     return np.array([r.total_return for r in runs]), (runs[0] if record_first else None)
+
+
+def summary(returns: np.ndarray) -> dict[str, float | int]:
+    """The columns of ``eval.csv`` that describe the returns of one evaluation."""
+    return {
+        "return_mean": float(returns.mean()),
+        "return_std": float(returns.std()),
+        "return_min": float(returns.min()),
+        "return_max": float(returns.max()),
+        "episodes": len(returns),
+    }

@@ -1,4 +1,5 @@
-"""One logger: CSV files, TensorBoard, and a live progress line on the console."""
+"""What a run records: running means of the update statistics, CSV files, TensorBoard, and a
+live progress line on the console."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 TRAIN_COLUMNS = (
     "env_step", "agent_step", "updates", "phase", "wall_time", "env_steps_per_s", "updates_per_s",
     "model_loss", "image_nll", "kl", "reward_nll", "critic_loss", "actor_loss", "alpha_loss",
@@ -18,6 +21,50 @@ EVAL_COLUMNS = (
     "env_step", "return_mean", "return_std", "return_min", "return_max", "episodes",
     "agent_step", "updates", "wall_time",
 )
+
+
+class NonFiniteLoss(FloatingPointError):
+    """A loss or statistic of an update became NaN or infinite."""
+
+
+class Metrics:
+    """Sums of the update statistics since the last ``train.csv`` row, and the rates of
+    environment steps and updates over the same window."""
+
+    def __init__(self, env_step: int = 0):
+        self.sums: dict[str, torch.Tensor] = {}
+        self.n = 0
+        self.window_t, self.window_env_step = time.monotonic(), env_step
+
+    def add(self, stats: dict[str, torch.Tensor], where: str) -> None:
+        """Add one update's statistics; ``NonFiniteLoss`` (naming the statistic and ``where``)
+        if any is NaN or infinite."""
+        values = torch.stack([v.float() for v in stats.values()])
+        if not bool(torch.isfinite(values).all()):  # one check per update, not per loss
+            bad = {k: float(v) for k, v in stats.items() if not math.isfinite(float(v))}
+            name, value = next(iter(bad.items()))
+            raise NonFiniteLoss(f"{name} became {value} {where}")
+        for k, v in stats.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+        self.n += 1
+
+    def row(self, env_step: int) -> dict[str, float]:
+        """The means since the last row and the window's rates; starts a new window."""
+        now = time.monotonic()
+        dt = max(now - self.window_t, 1e-9)
+        row = {k: float(v) / max(self.n, 1) for k, v in self.sums.items()}
+        row["env_steps_per_s"] = (env_step - self.window_env_step) / dt
+        row["updates_per_s"] = self.n / dt
+        self.sums, self.n = {}, 0
+        self.window_t, self.window_env_step = now, env_step
+        return row
+
+    def state_dict(self) -> tuple[dict[str, float], int]:
+        return {k: float(v) for k, v in self.sums.items()}, self.n
+
+    def load_state_dict(self, state: tuple[dict[str, float], int]) -> None:
+        sums, self.n = state
+        self.sums = {k: torch.tensor(v) for k, v in sums.items()}
 
 
 class CSVLog:

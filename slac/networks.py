@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from slac import kernels
+
 LEAK = 0.2
 
 
@@ -64,9 +66,9 @@ class Encoder(nn.Module):
         )
         self.to(memory_format=torch.channels_last)  # as its input: no weight reorder per call
 
-    CHUNK = 72  # frames per pass: 8 sequences of 9 stay in cache (2x faster here, same result)
+    CHUNK = 72  # frames per pass: 8 sequences of 9 stay in cache (same result)
     amp = False  # bfloat16 autocast (--amp)
-    SMALL_MAP = 16  # inputs up to this size take _Stride2Conv3x3's backward
+    SMALL_MAP = 16  # inputs up to this size take kernels.conv3x3_stride2's backward
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 frames (..., H, W, 3) -> features (..., out)."""
@@ -80,138 +82,14 @@ class Encoder(nn.Module):
         *convs, last, act = self.net
         fast = not torch.is_autocast_enabled(x.device.type)
         for layer in convs:
-            if fast and x.shape[-1] <= self.SMALL_MAP and _is_stride2_conv3x3(layer):
-                x = _Stride2Conv3x3.apply(x, layer.weight, layer.bias)
+            if fast and x.shape[-1] <= self.SMALL_MAP and kernels.is_stride2_conv3x3(layer):
+                x = kernels.conv3x3_stride2(x, layer)
             else:
                 x = layer(x)
         # The last conv covers its whole 4x4 input: a matmul on the same parameters, read in
-        # channels-last order (views, no copies); exact, and ~2.5x faster than the conv here.
+        # channels-last order (views, no copies); exact, and faster than the conv.
         w = last.weight.permute(0, 2, 3, 1).reshape(last.out_channels, -1)
         return act(F.linear(x.permute(0, 2, 3, 1).reshape(x.shape[0], -1), w, last.bias))
-
-
-# Tap of the 5x5 kernel used by each output phase (row r of a stride-2 upsampling) at each of
-# the 3 input offsets; 5 is a zero tap.
-_PHASE_TAPS = ((4, 2, 0), (5, 3, 1))
-
-
-class _SubPixelLastLayer(torch.autograd.Function):
-    """The decoder's last layer, a 5x5 stride-2 transposed conv (padding 2, output padding 1) to
-    3 channels, computed exactly as a 3x3 conv to 4x3 channels (one per output phase) followed by
-    a pixel shuffle: oneDNN runs that ~2x faster here than a transposed conv to 3 channels. The
-    12 channels are ordered (phase, colour), so the shuffle is one copy. The backward is the
-    transposed conv's own, which is the faster one."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(x, weight)
-        taps = torch.tensor(_PHASE_TAPS, device=weight.device)
-        w = F.pad(weight, (0, 1, 0, 1))[:, :, taps[:, None, :, None], taps[None, :, None, :]]
-        w = w.permute(2, 3, 1, 0, 4, 5).reshape(-1, weight.shape[0], 3, 3)  # (ry rx o, i, 3, 3)
-        c = w.shape[0]  # 12 channels, zero-padded to a multiple of 8: oneDNN's AVX2 kernels
-        pad = -c % 8    # ran the conv ~25% faster with 16 output channels than with 12 here
-        w = F.pad(w, (0, 0, 0, 0, 0, 0, 0, pad)).contiguous(memory_format=torch.channels_last)
-        y = F.conv2d(x, w, F.pad(bias.repeat(4), (0, pad)), padding=1)
-        # The pixel shuffle, as one copy of the channels-last output (n h w ry rx o) into
-        # (n h ry w rx o): a channels-last image (2-8x faster here than F.pixel_shuffle)
-        n, _, h, w_ = y.shape
-        y = y.permute(0, 2, 3, 1)[..., :c].reshape(n, h, w_, 2, 2, -1).transpose(2, 3)
-        return y.reshape(n, 2 * h, 2 * w_, -1).permute(0, 3, 1, 2)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        x, weight = ctx.saved_tensors
-        return torch.ops.aten.convolution_backward(
-            grad, x, weight, [weight.shape[1]], [2, 2], [2, 2], [1, 1], True, [1, 1], 1,
-            list(ctx.needs_input_grad))
-
-
-def _stride2_patches(t: torch.Tensor, pad: tuple[int, int, int, int], h: int, w: int):
-    """The h x w stride-2 3x3 windows of ``t`` (N, C, H, W) padded by ``pad`` (F.pad's order),
-    as rows (N h w, 3 3 C) in channels-last order: one copy, for a weight gradient's matmul."""
-    padded = F.pad(t, pad).contiguous(memory_format=torch.channels_last)
-    s_n, s_c, s_h, s_w = padded.stride()
-    windows = padded.as_strided((t.shape[0], h, w, 3, 3, t.shape[1]),
-                                (s_n, 2 * s_h, 2 * s_w, s_h, s_w, s_c))
-    return windows.reshape(t.shape[0] * h * w, -1)
-
-
-class _Stride2TransposedConv3x3(torch.autograd.Function):
-    """A 3x3 stride-2 transposed conv (padding 1, output padding 1), the decoder's middle layers,
-    with a faster exact backward: the input's gradient as the strided conv it is (oneDNN's
-    forward kernel), and the weight's as one matmul of the input with stride-2 3x3 patches of
-    the output gradient, read in channels-last order (~20% less time than oneDNN's own
-    backward over the three layers here, 1 thread)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(x, weight)
-        return F.conv_transpose2d(x, weight, bias, 2, 1, 1)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        x, weight = ctx.saved_tensors
-        grad = grad.contiguous(memory_format=torch.channels_last)
-        g_x = g_w = g_b = None
-        if ctx.needs_input_grad[0]:
-            g_x = F.conv2d(grad, weight, None, 2, 1)
-        if ctx.needs_input_grad[1]:
-            # dW[i, o, ky, kx] = sum_{n, r, c} x[n, i, r, c] grad[n, o, 2r - 1 + ky, 2c - 1 + kx]
-            n, c_in, h, w = x.shape
-            patches = _stride2_patches(grad, (1, 0, 1, 0), h, w)
-            g_w = x.permute(0, 2, 3, 1).reshape(-1, c_in).T @ patches
-            g_w = g_w.view(c_in, 3, 3, -1).permute(0, 3, 1, 2)  # channels-last, as the weight
-        if ctx.needs_input_grad[2]:
-            g_b = grad.sum((0, 2, 3))
-        return g_x, g_w, g_b
-
-
-class _Stride2Conv3x3(torch.autograd.Function):
-    """The encoder's 3x3 stride-2 convs (padding 1) on small maps, with the weight's gradient as
-    one matmul of the output gradient with stride-2 3x3 patches of the input, read in
-    channels-last order (oneDNN's own weight gradient took ~2x as long on 16x16 and 8x8 inputs
-    here, 1 thread); the input's gradient stays oneDNN's."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(x, weight)
-        return F.conv2d(x, weight, bias, 2, 1)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        x, weight = ctx.saved_tensors
-        grad = grad.contiguous(memory_format=torch.channels_last)
-        g_x = g_w = g_b = None
-        if ctx.needs_input_grad[0]:
-            g_x = torch.ops.aten.convolution_backward(
-                grad, x, weight, None, [2, 2], [1, 1], [1, 1], False, [0, 0], 1,
-                [True, False, False])[0]
-        if ctx.needs_input_grad[1]:
-            # dW[o, i, ky, kx] = sum_{n, r, c} grad[n, o, r, c] x[n, i, 2r - 1 + ky, 2c - 1 + kx]
-            patches = _stride2_patches(x, (1, 1, 1, 1), *grad.shape[2:])
-            g_w = grad.permute(0, 2, 3, 1).reshape(-1, grad.shape[1]).T @ patches
-            g_w = g_w.view(-1, 3, 3, x.shape[1]).permute(0, 3, 1, 2)  # channels-last, as weight
-        if ctx.needs_input_grad[2]:
-            g_b = grad.sum((0, 2, 3))
-        return g_x, g_w, g_b
-
-
-def _is_stride2_conv3x3(m: nn.Module) -> bool:
-    return (isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3) and m.stride == (2, 2)
-            and m.padding == (1, 1) and m.dilation == (1, 1) and m.groups == 1
-            and m.bias is not None)
-
-
-def _is_stride2_3x3_layer(m: nn.Module) -> bool:
-    return (isinstance(m, nn.ConvTranspose2d) and m.kernel_size == (3, 3)
-            and m.stride == (2, 2) and m.padding == (1, 1) and m.output_padding == (1, 1)
-            and m.dilation == (1, 1) and m.groups == 1 and m.bias is not None)
-
-
-def _is_subpixel_layer(m: nn.Module) -> bool:
-    return (isinstance(m, nn.ConvTranspose2d) and m.kernel_size == (5, 5)
-            and m.stride == (2, 2) and m.padding == (2, 2) and m.output_padding == (1, 1)
-            and m.dilation == (1, 1) and m.groups == 1 and m.bias is not None)
 
 
 class Decoder(nn.Module):
@@ -230,7 +108,7 @@ class Decoder(nn.Module):
             nn.ConvTranspose2d(w, 3, 5, 2, 2, 1),
         )
         # Its input is (N, C, 1, 1), whose layout is ambiguous, so channels-last weights are what
-        # make oneDNN run every layer channels-last (NCHW was up to 3x slower per layer here).
+        # make oneDNN run every layer channels-last, its faster layout.
         self.to(memory_format=torch.channels_last)
 
     CHUNK = 72  # as the encoder's
@@ -249,7 +127,7 @@ class Decoder(nn.Module):
     def _forward(self, z: torch.Tensor) -> torch.Tensor:
         first, *rest = self.net
         # The first transposed conv maps a 1x1 input to 4x4: a matmul on the same parameters
-        # (views in channels-last order), giving a channels-last map; exact, ~2.5x faster here.
+        # (views in channels-last order), giving a channels-last map; exact and faster.
         kh, kw = first.kernel_size
         w = first.weight.permute(0, 2, 3, 1).reshape(first.in_channels, -1)
         x = torch.addmm(first.bias.repeat(kh * kw), z, w)
@@ -257,12 +135,12 @@ class Decoder(nn.Module):
         *middle, last = rest
         fast = not (self.plain or torch.is_autocast_enabled(x.device.type))
         for layer in middle:
-            if fast and _is_stride2_3x3_layer(layer):
-                x = _Stride2TransposedConv3x3.apply(x, layer.weight, layer.bias)
+            if fast and kernels.is_stride2_transposed_conv3x3(layer):
+                x = kernels.transposed_conv3x3(x, layer)
             else:
                 x = layer(x)
-        if fast and _is_subpixel_layer(last):
-            return _SubPixelLastLayer.apply(x, last.weight, last.bias)
+        if fast and kernels.is_subpixel_layer(last):
+            return kernels.subpixel_conv5x5(x, last)
         return last(x)
 
 

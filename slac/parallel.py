@@ -1,14 +1,18 @@
-"""Two-thread updates on a CPU (``--overlap``): how one SLAC update uses two cores.
+"""How one SLAC update uses the CPU's threads: the schedules, chosen once per run by :func:`choose`.
 
 An update has two streams of work, each drawing its noise from its own generator: the model
 stream (Eq. 7 on the first ``model_batch_size`` sequences) and the actor-critic stream (the
 no-grad posterior of the other sequences, then Eq. 8-10). Both read the model as it is before
 the update, so they can run concurrently, one thread each, computing exactly what they compute
-one after the other (``overlap``, the two sharing the encoding and the filtering of the other
-sequences so that they end together); or, where the model's part dominates and in pretraining,
-the model's sequences are split in halves over the two threads and the gradients summed (``split``,
-equal up to fp32 rounding). On the AVX2 machine of the README's Speed section, two streams on
-one core each beat both threads on each stream in turn (2.23 -> 1.81 s per paper-size update).
+one after the other (:class:`Overlapped`, the two sharing the encoding and the filtering of the
+other sequences so that they end together); or, where the model's part dominates and in
+pretraining, the model's sequences are split in halves over the two threads and the gradients
+summed (:class:`SplitModel`, equal up to fp32 rounding). With one thread, or off a CPU,
+:class:`Sequential` runs the agent's own one-thread update.
+
+Every schedule works through the agent's public pieces (model posterior and step, model
+gradients of a share, latents without gradients, the actor-critic step); the agent knows nothing
+of threads.
 """
 
 from __future__ import annotations
@@ -18,153 +22,205 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from typing import TYPE_CHECKING
 
 import torch
 
+from slac.agent import ModelGradients, SLACAgent
 from slac.replay import Batch
 
-if TYPE_CHECKING:
-    from slac.config import Config
-    from slac.model import LatentModel
+Stats = dict[str, torch.Tensor]
+
+# A sequence's model update (encoder, decoder, backward) costs about 7x its no-grad encoding at
+# the paper's sizes (docs/performance.md): it decides which two-thread schedule ends sooner.
+MODEL_COST_PER_SEQUENCE = 7
 
 
-class TwoThreadUpdates:
-    """The two-thread schedules of :class:`slac.agent.SLACAgent` (a mixin over its model,
-    optimiser, generators and the one-thread pieces of an update it defines)."""
+def two_threads_available(agent: SLACAgent) -> bool:
+    """Whether updates may split their work over two threads (``--overlap`` on a CPU, torch
+    set to two or more threads)."""
+    return (agent.cfg.overlap and agent.device.type == "cpu"
+            and torch.get_num_threads() >= 2)
 
-    cfg: Config
-    device: torch.device
-    model: LatentModel
-    model_opt: torch.optim.Optimizer
-    rng_model: torch.Generator
-    _pool: ThreadPoolExecutor | None = None  # the second thread, started on first use
-    model_stream_encoded = 0  # sequences the model stream encoded in the last overlapped update
-    model_stream_filtered = 0  # ...and filtered
 
-    def schedule(self, model_sequences: int, other_sequences: int) -> str:
-        """How :meth:`update` runs: ``sequential``, ``overlap`` (model and actor-critic streams
-        side by side) or ``split`` (the model's sequences in halves over the two threads),
-        whichever the cost ratio below makes shorter."""
-        if not (self._two_threads() and other_sequences):
-            return "sequential"
-        model = self.MODEL_COST_PER_SEQUENCE * model_sequences
-        return "split" if model / 2 + other_sequences < max(model, other_sequences) else "overlap"
+def choose(agent: SLACAgent, name: str | None = None) -> Sequential | SplitModel | Overlapped:
+    """The schedule of ``agent``'s updates: ``name`` if given, else the shorter of the two
+    two-thread schedules by the cost model above when two threads are available."""
+    if name is None:
+        cfg = agent.cfg
+        model, other = cfg.model_batch_size, cfg.batch_size - cfg.model_batch_size
+        if not two_threads_available(agent):
+            name = "sequential"
+        elif other and MODEL_COST_PER_SEQUENCE * model / 2 + other >= max(
+                MODEL_COST_PER_SEQUENCE * model, other):
+            name = "overlap"
+        else:
+            name = "split"
+    schedules = {"sequential": Sequential, "split": SplitModel, "overlap": Overlapped}
+    if name not in schedules:
+        raise ValueError(f"unknown schedule {name!r}; choose from: {', '.join(schedules)}")
+    return schedules[name](agent)
 
-    def _two_threads(self) -> bool:
-        """Whether updates split their work over two threads, one each (``--overlap``)."""
-        return self.cfg.overlap and self.device.type == "cpu" and torch.get_num_threads() >= 2
 
-    # A sequence's model update (encoder, decoder, backward) costs ~7x its no-grad encoding
-    # (measured on one thread at the paper's sizes): which of the two schedules below is shorter.
-    MODEL_COST_PER_SEQUENCE = 7
+class Sequential:
+    """Every update on the calling thread, with all of torch's threads."""
 
-    def _update_split_model(self, b: Batch, head: Batch, tail: Batch) -> dict[str, torch.Tensor]:
-        """:meth:`update` when the model's part dominates (e.g. the cpu preset's batch of 64):
-        the model's sequences split in halves on the two threads as in :meth:`update_model`, the
-        worker first encoding the other sequences with the weights from before the step; then
-        the actor-critic on both threads. Same draws as :meth:`update`; the model's gradient
-        equal up to fp32 rounding."""
-        first, second, tail_fz = self._split_model_grads(
-            head, worker_first=lambda: self._features_and_latents(tail))
-        stats, features, z = self._sum_and_step(first, second)
-        ac_in = (torch.cat([features, tail_fz[0]]), torch.cat([z, tail_fz[1]]))
-        stats.update(self.update_actor_critic(*ac_in, b))
-        return stats
+    name = "sequential"
 
-    def _update_model_split(self, b: Batch) -> dict[str, torch.Tensor]:
-        """:meth:`update_model` with the batch's halves on one thread each, gradients summed."""
-        first, second, _ = self._split_model_grads(b)
-        return self._sum_and_step(first, second)[0]
+    def __init__(self, agent: SLACAgent):
+        self.agent = agent
 
-    def _split_model_grads(self, b: Batch, worker_first=None):
+    def update(self, batch: Batch) -> Stats:
+        return self.agent.update(batch)
+
+    def update_model(self, batch: Batch) -> Stats:
+        return self.agent.update_model(batch)
+
+    def close(self) -> None:
+        pass
+
+
+class Worker:
+    """The second thread, started on first use, and the split of Eq. (7) over both threads."""
+
+    def __init__(self, agent: SLACAgent):
+        self.agent = agent
+        self.pool: ThreadPoolExecutor | None = None
+
+    def submit(self, fn: Callable[[], object]) -> Future:
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(1, thread_name_prefix="slac-worker")
+        return self.pool.submit(fn)
+
+    def split_model_gradients(self, b: Batch, worker_first: Callable[[], object] | None = None
+                              ) -> tuple[list[ModelGradients], object]:
         """Both halves of Eq. (7) on ``b``, one thread each, with the noise of the whole batch
         drawn first; the worker runs ``worker_first()`` before its half (reading the weights as
-        they are before the step). Returns the two halves and what ``worker_first`` returned."""
-        noise = self.model.noise(b.frames.shape[0], b.frames.shape[1], self.rng_model, self.device)
+        they are before the step). The two halves, and what ``worker_first`` returned."""
+        agent, n = self.agent, b.frames.shape[0]
+        noise = agent.model_noise(n, b.frames.shape[1])
 
         def worker_part():
             torch.set_num_threads(1)
             before = worker_first() if worker_first is not None else None
-            return self._half_model_grads(b, 1, noise), before
+            return agent.model_gradients(b, n // 2, n, noise), before
 
         threads = torch.get_num_threads()
         try:
-            job = self._worker().submit(worker_part)
+            job = self.submit(worker_part)
             try:
-                first = self._half_model_grads(b, 0, noise)
+                torch.set_num_threads(1)
+                first = agent.model_gradients(b, 0, n // 2, noise)
             finally:
                 second, before = job.result()
         finally:
             torch.set_num_threads(threads)
-        return first, second, before
+        return [first, second], before
 
-    def _half_model_grads(self, b: Batch, i: int, noise: tuple[torch.Tensor, torch.Tensor]):
-        """Half ``i`` of Eq. (7) on ``b``, on one thread: its share of the gradient and of the
-        statistics, and its detached features and latents."""
-        torch.set_num_threads(1)
-        n = b.frames.shape[0]
-        lo, hi = (0, n // 2) if i == 0 else (n // 2, n)
-        h = b.rows(lo, hi)
-        features = self.model.encoder(h.frames)
-        post = self.model.filter(features, h.actions, h.first,
-                                 noise=(noise[0][lo:hi], noise[1][lo:hi]))
-        loss, stats = self.model.loss(h.frames, h.actions, h.rewards, h.valid, post)
-        w = (hi - lo) / n  # Eq. (7) averages over sequences: each half by its share
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        grads = torch.autograd.grad(loss * w, params, allow_unused=True)
-        return grads, {k: v * w for k, v in stats.items()}, features.detach(), post.z.detach()
+    def update_model(self, batch: Batch) -> Stats:
+        """One step of Eq. (7) with the batch's halves on one thread each, gradients summed:
+        the same draws as the one-thread step, the gradient equal up to fp32 rounding."""
+        b = batch.to(self.agent.device)
+        if b.frames.shape[0] < 2:
+            return self.agent.update_model(b)
+        shares, _ = self.split_model_gradients(b)
+        return self.agent.step_model(shares).stats
 
-    def _sum_and_step(self, first, second):
-        """Sum two halves' gradients, take the Adam step; the summed stats, features, latents."""
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        for p, a, c in zip(params, first[0], second[0], strict=True):
-            p.grad = a + c if a is not None and c is not None else (a if a is not None else c)
-        self.model_opt.step()
-        stats = {k: first[1][k] + second[1][k] for k in first[1]}
-        return stats, torch.cat([first[2], second[2]]), torch.cat([first[3], second[3]])
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+            self.pool = None
 
-    def _worker(self) -> ThreadPoolExecutor:
-        """The second thread of the overlapped updates."""
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="slac-worker")
-        return self._pool
 
-    def encoder_chunks(self, sequences: int, steps: int) -> list[tuple[int, int]]:
-        """The other sequences of the overlapped schedule in pieces the two streams share: whole
-        encoder chunks where the sequence length allows (8 sequences of 9 frames), so each
-        encoder pass sees the same frames as one pass over all of them."""
-        chunk = self.model.encoder.CHUNK
-        step = chunk // math.gcd(chunk, steps)  # sequences per whole number of chunks
-        if step > 8:
-            step = max(1, chunk // steps)
-        return [(i, min(i + step, sequences)) for i in range(0, sequences, step)]
+class SplitModel:
+    """Where the model's part dominates (e.g. the cpu preset's batch of 64): the model's
+    sequences in halves on the two threads, the worker first computing the other sequences'
+    latents with the weights from before the step; then the actor-critic on both threads. Same
+    draws as the one-thread update; the model's gradient equal up to fp32 rounding."""
 
-    def _update_overlapped(self, b: Batch, head: Batch, tail: Batch) -> dict[str, torch.Tensor]:
-        """:meth:`update` with the actor-critic stream on a worker thread: exactly the same
-        computation, each stream on one thread (on the 2-core AVX2 machine of the README's Speed
-        section, ~1.4x faster at the paper's sizes than both threads on each stream in turn).
+    name = "split"
 
-        The two streams share the actor-critic's no-grad work on the other sequences, a piece at
-        a time: its encoding in encoder chunks, then its posterior in :meth:`filter_pieces`. The
-        actor-critic stream takes pieces from the front, the model stream, once its gradient is
-        computed, from the back, until none are left; so the streams end together on any
-        machine and at any sizes, without a cost model. Results do not depend on who computed a
-        piece (the filter's draws are made first, for all sequences); how many sequences the
-        model stream encoded and filtered is left in ``model_stream_encoded`` and
-        ``model_stream_filtered``."""
+    def __init__(self, agent: SLACAgent):
+        self.agent = agent
+        self.worker = Worker(agent)
+
+    def update(self, batch: Batch) -> Stats:
+        agent = self.agent
+        b = batch.to(agent.device)
+        mb = agent.cfg.model_batch_size
+        head, tail = b.rows(0, mb), b.rows(mb)
+        if not tail.frames.shape[0]:
+            return agent.update(b)
+        shares, tail_fz = self.worker.split_model_gradients(
+            head, worker_first=lambda: agent.latents(tail))
+        step = agent.step_model(shares)
+        ac_in = (torch.cat([step.features, tail_fz[0]]), torch.cat([step.z, tail_fz[1]]))
+        step.stats.update(agent.update_actor_critic(*ac_in, b))
+        return step.stats
+
+    def update_model(self, batch: Batch) -> Stats:
+        return self.worker.update_model(batch)
+
+    def close(self) -> None:
+        self.worker.close()
+
+
+def encoder_chunks(agent: SLACAgent, sequences: int, steps: int) -> list[tuple[int, int]]:
+    """The other sequences of the overlapped schedule in pieces the two streams share: whole
+    encoder chunks where the sequence length allows (8 sequences of 9 frames), so each encoder
+    pass sees the same frames as one pass over all of them."""
+    chunk = agent.model.encoder.CHUNK
+    step = chunk // math.gcd(chunk, steps)  # sequences per whole number of chunks
+    if step > 8:
+        step = max(1, chunk // steps)
+    return [(i, min(i + step, sequences)) for i in range(0, sequences, step)]
+
+
+class Overlapped:
+    """The model stream on the calling thread and the actor-critic stream on the worker, one
+    thread each: exactly the one-thread update's computation.
+
+    The two streams share the actor-critic's no-grad work on the other sequences, a piece at a
+    time: its encoding in encoder chunks, then its posterior in ``agent.filter_pieces``. The
+    actor-critic stream takes pieces from the front, the model stream, once its gradient is
+    computed, from the back, until none are left; so the streams end together on any machine
+    and at any sizes, without a cost model. Results do not depend on who computed a piece (the
+    filter's draws are made first, for all sequences); how many sequences the model stream
+    encoded and filtered is left in ``model_stream_encoded`` and ``model_stream_filtered``.
+    Pretraining's model-only updates split the batch as :class:`SplitModel` does."""
+
+    name = "overlap"
+
+    def __init__(self, agent: SLACAgent):
+        self.agent = agent
+        self.worker = Worker(agent)
+        self.model_stream_encoded = 0
+        self.model_stream_filtered = 0
+
+    def update_model(self, batch: Batch) -> Stats:
+        return self.worker.update_model(batch)
+
+    def close(self) -> None:
+        self.worker.close()
+
+    def update(self, batch: Batch) -> Stats:
+        agent = self.agent
+        b = batch.to(agent.device)
+        mb = agent.cfg.model_batch_size
+        head, tail = b.rows(0, mb), b.rows(mb)
         n, steps = tail.frames.shape[:2]
-        chunks = self.encoder_chunks(n, steps)
-        encoding = _SharedWork([lambda c=c: self._encode(tail.rows(*c)) for c in chunks])
-        noise = self.model.noise(n, steps, self.rng_actor_critic, self.device)
-        pieces = self.filter_pieces(n)
-        filtering = _SharedWork([
-            lambda p=p: self._filter_piece(torch.cat(encoding.results()), tail, noise, *p)
+        if not n:
+            return agent.update(b)
+        chunks = encoder_chunks(agent, n, steps)
+        encoding = SharedWork([lambda c=c: agent.encode(tail.rows(*c)) for c in chunks])
+        noise = agent.actor_critic_noise(n, steps)
+        pieces = agent.filter_pieces(n)
+        filtering = SharedWork([
+            lambda p=p: agent.filter_piece(torch.cat(encoding.results()), tail, noise, *p)
             for p in pieces])
         tail_read: Future = Future()  # the worker is done reading the model's weights
-        head_out: Future = Future()  # the model stream's detached features and latents
+        head_out: Future = Future()  # the model stream's features and posterior
 
-        def actor_critic_stream() -> dict[str, torch.Tensor]:
+        def actor_critic_stream() -> Stats:
             torch.set_num_threads(1)
             try:
                 encoding.work(from_back=False)
@@ -176,7 +232,8 @@ class TwoThreadUpdates:
                 raise
             tail_read.set_result(None)
             features, post = head_out.result()
-            return self.update_actor_critic(*self._ac_inputs(features, post, tail_fz), b)
+            return agent.update_actor_critic(
+                *agent.actor_critic_inputs(features, post, tail_fz), b)
 
         def before_step() -> None:
             encoding.work(from_back=True)  # help with what is left
@@ -185,11 +242,11 @@ class TwoThreadUpdates:
 
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
-        job = self._worker().submit(actor_critic_stream)
+        job = self.worker.submit(actor_critic_stream)
         try:
-            features, post = self._head_posterior(head)
+            features, post = agent.model_posterior(head)
             head_out.set_result((features, post))
-            stats = self._model_step(head, post, before_step=before_step)
+            stats = agent.model_step(head, post, before_step=before_step)
             stats.update(job.result())
         except BaseException as e:
             if not head_out.done():
@@ -203,7 +260,7 @@ class TwoThreadUpdates:
         return stats
 
 
-class _SharedWork:
+class SharedWork:
     """Independent pieces of work two threads take from opposite ends of one queue, each
     piece's result (or error) in a future."""
 
@@ -212,12 +269,12 @@ class _SharedWork:
         self.todo = deque(range(len(pieces)))
         self.futures: list[Future] = [Future() for _ in pieces]
         self.from_back: list[int] = []  # the pieces taken from the back
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
 
     def work(self, from_back: bool) -> None:
         """Take pieces from the front (or the back) and run them until none are left."""
         while True:
-            with self._lock:
+            with self.lock:
                 if not self.todo:
                     return
                 i = self.todo.pop() if from_back else self.todo.popleft()

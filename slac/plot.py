@@ -91,7 +91,8 @@ def aggregate(runs: list[Run], band: str = "std", seed: int = 0):
 
 
 def plot(run_dirs: list[str], out: str | os.PathLike, band: str = "std") -> str:
-    """Draw the figure to ``out``; return the table of returns at 20k, 50k, 100k and 500k steps."""
+    """Draw the figure to ``out``; return the table of returns at 20k, 50k, 100k and 500k steps
+    and at the last step every run of a group reached."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -123,7 +124,13 @@ def plot(run_dirs: list[str], out: str | os.PathLike, band: str = "std") -> str:
             for s in TABLE_STEPS:
                 ours = f"{mean[list(steps).index(s)]:.0f}" if s in steps else "-"
                 theirs = "{:.0f} +- {:.0f}".format(*pub.at(s)) if pub is not None else "-"
-                lines.append((task, label, s, ours, theirs))
+                lines.append((task, label, str(s), ours, theirs))
+            last = int(steps[-1])  # the last step every run of the group reached
+            try:
+                theirs = "{:.0f} +- {:.0f}".format(*pub.at(last)) if pub is not None else "-"
+            except KeyError:  # no published evaluation at that step
+                theirs = "-"
+            lines.append((task, label, f"{last} last", f"{mean[-1]:.1f}", theirs))
         ax.set_title(task)
         ax.set_xlabel("environment steps")
         ax.set_ylabel("average return")
@@ -134,6 +141,7 @@ def plot(run_dirs: list[str], out: str | os.PathLike, band: str = "std") -> str:
     fig.savefig(out, dpi=120)
     plt.close(fig)
     width = max([len(line[1]) for line in lines] + [4])
-    header = f"{'task':<20} {'runs':<{width}} {'env steps':>9} {'ours':>6} {'published SLAC':>15}"
-    body = [f"{t:<20} {lbl:<{width}} {s:>9} {o:>6} {p:>15}" for t, lbl, s, o, p in lines]
+    header = (f"{'task':<20} {'runs':<{width}} {'env steps':>12} {'ours':>7} "
+              f"{'published SLAC':>15}")
+    body = [f"{t:<20} {lbl:<{width}} {s:>12} {o:>7} {p:>15}" for t, lbl, s, o, p in lines]
     return "\n".join([header, *body])

@@ -49,6 +49,12 @@ def episode_masks(first: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return first, later == 0
 
 
+def checkpoint_margin(checkpoint_every: int, action_repeat: int) -> int:
+    """The replay margin a run needs: the slots written in two checkpoint intervals at most (an
+    agent step writes at most two frames; ``checkpoint_every`` is in environment steps)."""
+    return 2 * (2 * -(-checkpoint_every // action_repeat) + 2)
+
+
 class Replay:
     """``capacity`` agent steps of sequences, in memory or memory-mapped under ``directory``.
 

@@ -1,10 +1,15 @@
-"""Process settings for speed on a CPU. None of them changes what is computed."""
+"""Process set-up: the device, torch's threads and seeds, and allocator settings for speed on a
+CPU (none of which changes what is computed)."""
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
+import platform
 import sys
+
+import torch
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
 
@@ -12,9 +17,8 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (mallo
 def keep_freed_memory() -> bool:
     """Make glibc's malloc keep freed memory for reuse: blocks up to 1 GiB come from the heap,
     not from fresh ``mmap`` pages, and no heap is trimmed. Each update allocates and frees the
-    same activations; by default glibc handed a worker thread's freed memory back to the kernel,
-    and the next update faulted it in and zeroed it again: ~116,000 page faults per overlapped
-    paper-size update here, ~650 with this, and the update ~11% faster (A/B in one process).
+    same activations; by default glibc hands a worker thread's freed memory back to the kernel,
+    and the next update faults it in and zeroes it again (figures in docs/performance.md).
     Resident memory stays at the update's peak. Returns whether it applied (Linux, glibc)."""
     if not sys.platform.startswith("linux"):
         return False
@@ -24,3 +28,31 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):  # not glibc (e.g. musl)
         return False
     return bool(mallopt(M_MMAP_THRESHOLD, 1 << 30)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA when present, else the CPU), ``cpu`` or ``cuda``; a ``ValueError`` when
+    CUDA is asked for and absent."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available (use auto or cpu)")
+    return torch.device(name)
+
+
+def set_up(device_name: str, threads: int, seed: int) -> torch.device:
+    """Set up this process for a run or a measurement: the device, torch's thread count
+    (0: all cores), the allocator on a CPU, and torch's global seed. Returns the device."""
+    if threads:
+        torch.set_num_threads(threads)
+    device = resolve_device(device_name)
+    if device.type == "cpu":
+        keep_freed_memory()
+    torch.manual_seed(seed)
+    return device
+
+
+def describe(device: torch.device) -> dict[str, str | None]:
+    """What a run's results depend on beyond its config: device, versions, GL backend."""
+    return {"device": str(device), "torch": torch.__version__,
+            "python": platform.python_version(), "mujoco_gl": os.environ.get("MUJOCO_GL")}

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class TaskSpec:
@@ -60,3 +62,10 @@ def get_task(task: str) -> TaskSpec:
     raise UnknownTaskError(
         f"unknown task {task!r}; choose from: {', '.join(TASKS)}, or gym:<Gymnasium id>"
     )
+
+
+def random_action(kind: str, rng: np.random.Generator, action_dim: int) -> np.ndarray:
+    """An action of the random-data phase by the task's ``random_action`` protocol."""
+    if kind == "tanh_normal":  # DMC: a = tanh(u), u ~ N(0, 2^2)
+        return np.tanh(rng.normal(0.0, 2.0, action_dim)).astype(np.float32)
+    return rng.uniform(-1.0, 1.0, action_dim).astype(np.float32)  # Gym: uniform

@@ -120,3 +120,16 @@ def save_video(frames: list[np.ndarray], path: str | os.PathLike, fps: int = 10)
         for f in frames:
             writer.append_data(f)
     return path.with_suffix(".mp4")
+
+
+def log_episode(tb, model: LatentModel, frames: np.ndarray, actions: np.ndarray, step: int,
+                video: str | os.PathLike | None = None, steps: int = 16) -> None:
+    """The model's predictions on the first ``steps`` steps of an episode (frames (T+1, H, W,
+    3), actions (T, A)) to TensorBoard as ``model/predictions``; the whole episode as a video at
+    ``video`` if given."""
+    n = min(steps, len(actions))
+    rows = predictions(model, frames[:n + 1], actions[:n])
+    tb.add_image("model/predictions", grid(rows), step, dataformats="HWC")
+    if video is not None:
+        Path(video).parent.mkdir(parents=True, exist_ok=True)
+        save_video([f.repeat(4, 0).repeat(4, 1) for f in frames], video, fps=25)

@@ -44,3 +44,14 @@ def trained_run(tmp_path_factory):
     done = run("train", "--run-dir", str(run_dir), "--video", *TINY)
     assert done.returncode == 0, done.stderr[-3000:]
     return run_dir
+
+
+E2E_FIXTURES = {"trained_run", "trained", "reference"}  # fixtures that train in a subprocess
+
+
+def pytest_collection_modifyitems(items):
+    """Tests that run the command in a subprocess are `e2e` (``make test-fast`` leaves them
+    out): those marked so, and those that use a fixture which trains through the command."""
+    for item in items:
+        if E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)

@@ -8,19 +8,25 @@ import time
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
-from slac.agent import PolicyHistory, SLACAgent, actor_history
+from slac import parallel
+from slac.agent import SLACAgent, actor_history
+from slac.policy import PolicyHistory
 from slac.replay import Replay
 
 
-def make_batch(cfg, action_dim=1, seed=0):
+def make_batch(cfg, action_dim=1, seed=0, terminal=False):
+    """A batch sampled from episodes of 7, 12, 9 and 30 random steps; with ``terminal``, the
+    first three end in a terminal state (the last is cut off, as by a time limit)."""
     rng = np.random.default_rng(seed)
     r = Replay(200, action_dim, seed=seed)
-    for length in (7, 12, 9, 30):
+    for i, length in enumerate((7, 12, 9, 30)):
         r.start_episode(rng.integers(0, 256, (3, 64, 64), dtype=np.uint8))
-        for _ in range(length):
+        for t in range(length):
             r.add(rng.uniform(-1, 1, action_dim).astype(np.float32), float(rng.normal()),
-                  rng.integers(0, 256, (3, 64, 64), dtype=np.uint8), False)
+                  rng.integers(0, 256, (3, 64, 64), dtype=np.uint8),
+                  terminal and i < 3 and t == length - 1)
     return r.sample(cfg.batch_size, cfg.sequence_length)
 
 
@@ -32,28 +38,61 @@ def same(a, b):
     return all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
 
 
-def test_actor_critic_step_leaves_model_unchanged(small_cfg):
-    agent = SLACAgent(small_cfg, 1, torch.device("cpu"))
-    b = make_batch(small_cfg)
-    with torch.no_grad():
-        feats = agent.model.encoder(b.frames)
-        z = agent.model.filter(feats, b.actions, b.first).z
-    model_before, actor_before = params(agent.model), params(agent.actor)
-    critic_before = params(agent.critic)
-    agent.update_actor_critic(feats, z, b)
-    assert same(model_before, params(agent.model)), "actor/critic losses changed the model"
-    assert not same(actor_before, params(agent.actor))
-    assert not same(critic_before, params(agent.critic))
+def critic_loss_alone(agent, b):
+    """Eq. (8) as the agent's update computes it, on a copy of the agent in the same state."""
+    mb = agent.cfg.model_batch_size
+    features, post = agent.model_posterior(b.rows(0, mb))
+    tail = agent.latents(b.rows(mb))
+    f, z = agent.actor_critic_inputs(features, post, tail)
+    feats, acts = actor_history(f, b.actions, b.first, b.valid)
+    target = agent.td_target(z[:, -1], (feats[:, 1:], acts[:, 1:]), b.rewards[:, -1],
+                             b.terminals[:, -1])
+    q1, q2 = agent.critic(z[:, -2], b.actions[:, -1])
+    return 0.5 * (F.mse_loss(q1, target) + F.mse_loss(q2, target))
 
 
-def test_actor_loss_gradient_does_not_reach_encoder_or_critic(small_cfg):
+def test_update_gives_the_model_the_gradient_of_its_own_loss_alone(small_cfg):
+    """The actor-critic's inputs come from the same encoder pass and posterior sample that the
+    model loss differentiates (with gradients); the agent must stop them, so after
+    ``agent.update`` the model's gradient is Eq. (7)'s alone."""
     agent = SLACAgent(small_cfg, 1, torch.device("cpu"))
+    twin = copy.deepcopy(agent)
     b = make_batch(small_cfg)
-    feats = agent.model.encoder(b.frames)  # with a graph: isolation must come from the agent
-    z = agent.model.filter(feats, b.actions, b.first).z
-    agent.model.zero_grad(set_to_none=True)
-    agent.update_actor_critic(feats.detach(), z.detach(), b)
-    assert all(p.grad is None for p in agent.model.parameters())
+    agent.update(b)
+    head = b.rows(0, small_cfg.model_batch_size)
+    _, post = twin.model_posterior(head)
+    loss, _ = twin.model.loss(head.frames, head.actions, head.rewards, head.valid, post)
+    want = torch.autograd.grad(loss, list(twin.model.parameters()))
+    for (name, p), g in zip(agent.model.named_parameters(), want, strict=True):
+        assert torch.equal(p.grad, g), name
+
+
+def test_update_gives_the_critics_the_gradient_of_their_own_loss_alone(small_cfg):
+    """The actor loss (Eq. 10) reads the critics; after ``agent.update`` their gradient must
+    be Eq. (8)'s alone, and the target critics have none."""
+    agent = SLACAgent(small_cfg, 1, torch.device("cpu"))
+    twin = copy.deepcopy(agent)
+    b = make_batch(small_cfg)
+    agent.update(b)
+    want = torch.autograd.grad(critic_loss_alone(twin, b), list(twin.critic.parameters()))
+    for (name, p), g in zip(agent.critic.named_parameters(), want, strict=True):
+        assert torch.equal(p.grad, g), name
+    assert all(p.grad is None for p in agent.critic_target.parameters())
+
+
+def test_polyak_update_moves_the_target_critics_tau_of_the_way(small_cfg):
+    """theta' <- (1 - tau) theta' + tau theta after the critics' step (direction and rate)."""
+    cfg = dataclasses.replace(small_cfg, tau=0.25)
+    agent = SLACAgent(cfg, 1, torch.device("cpu"))
+    with torch.no_grad():  # targets apart from the critics, so the direction shows
+        for p in agent.critic_target.parameters():
+            p.add_(1.0)
+    target_before = params(agent.critic_target)
+    agent.update(make_batch(cfg))
+    for old, new, critic in zip(target_before, params(agent.critic_target),
+                                params(agent.critic), strict=True):
+        torch.testing.assert_close(new, 0.75 * old + 0.25 * critic, rtol=0, atol=1e-6)
+        assert not torch.equal(new, old)
 
 
 def test_full_update_uses_parameters_from_before_the_update(small_cfg):
@@ -174,21 +213,23 @@ def test_overlapped_update_is_the_sequential_update(small_cfg, monkeypatch, rest
     whichever stream is the slower one and so however the work is shared."""
     torch.set_num_threads(1)
     seq, ovl = twin_agents(small_cfg)
-    monkeypatch.setattr(ovl, "encoder_chunks", lambda n, steps: [(i, i + 1) for i in range(n)])
+    schedule = parallel.choose(ovl, "overlap")
+    frames = small_cfg.sequence_length + 1
+    for agent in (seq, ovl):  # one sequence per encoder pass, so the streams can share passes
+        monkeypatch.setattr(agent.model.encoder, "CHUNK", frames)
     main = threading.current_thread()
     if slower == "actor-critic":  # its encoding is slow: the model stream takes chunks
-        encode = ovl._encode
-        monkeypatch.setattr(ovl, "_encode", lambda b: (
+        encode = ovl.encode
+        monkeypatch.setattr(ovl, "encode", lambda b: (
             time.sleep(0.2) if threading.current_thread() is not main else None) or encode(b))
     else:  # the model stream starts late: the actor-critic stream encodes everything
-        head_posterior = ovl._head_posterior
-        monkeypatch.setattr(ovl, "_head_posterior", lambda h: time.sleep(0.5)
-                            or head_posterior(h))
+        model_posterior = ovl.model_posterior
+        monkeypatch.setattr(ovl, "model_posterior", lambda h: time.sleep(0.5)
+                            or model_posterior(h))
     b = make_batch(small_cfg)
-    mb = small_cfg.model_batch_size
     for _ in range(2):
-        s_seq = seq.update(b)  # 1 thread: the sequential path
-        s_ovl = ovl._update_overlapped(b, b.rows(0, mb), b.rows(mb))
+        s_seq = seq.update(b)  # the agent's own update: one thread, one stream after the other
+        s_ovl = schedule.update(b)
     assert s_seq.keys() == s_ovl.keys()
     for k in s_seq:
         assert torch.equal(s_seq[k], s_ovl[k]), k
@@ -197,15 +238,9 @@ def test_overlapped_update_is_the_sequential_update(small_cfg, monkeypatch, rest
     for g_seq, g_ovl in zip(seq.generators(), ovl.generators(), strict=True):
         assert torch.equal(g_seq.get_state(), g_ovl.get_state())
     # the model stream took encoder chunks and a piece of the filter iff the other was slower
-    assert (ovl.model_stream_encoded > 0) == (slower == "actor-critic")
-    assert (ovl.model_stream_filtered > 0) == (slower == "actor-critic")
-    # and with two threads one of the two-thread schedules is the one taken
-    torch.set_num_threads(2)
-    called = []
-    monkeypatch.setattr(ovl, "_update_overlapped", lambda *a: called.append("overlap") or {})
-    monkeypatch.setattr(ovl, "_update_split_model", lambda *a: called.append("split") or {})
-    ovl.update(b)
-    assert called == ["split"]  # 2 model sequences and 4 others: the model's part dominates
+    assert (schedule.model_stream_encoded > 0) == (slower == "actor-critic")
+    assert (schedule.model_stream_filtered > 0) == (slower == "actor-critic")
+    schedule.close()
 
 
 def test_split_model_update_is_the_sequential_update_up_to_rounding(small_cfg, restore_threads):
@@ -215,9 +250,8 @@ def test_split_model_update_is_the_sequential_update_up_to_rounding(small_cfg, r
     torch.set_num_threads(1)
     seq, split = twin_agents(small_cfg)
     b = make_batch(small_cfg)
-    mb = small_cfg.model_batch_size
     s_seq = seq.update(b)
-    s_split = split._update_split_model(b, b.rows(0, mb), b.rows(mb))
+    s_split = parallel.choose(split, "split").update(b)
     assert s_seq.keys() == s_split.keys()
     for k in s_seq:
         torch.testing.assert_close(s_split[k], s_seq[k], rtol=1e-4, atol=1e-4)
@@ -227,28 +261,29 @@ def test_split_model_update_is_the_sequential_update_up_to_rounding(small_cfg, r
         assert torch.equal(g_seq.get_state(), g_split.get_state())
 
 
-@pytest.mark.parametrize("schedule, broken_part", [
-    ("_update_overlapped", "_model_step"),  # the model stream, on the calling thread
-    ("_update_overlapped", "_filter_piece"),  # the work both streams share
-    ("_update_overlapped", "update_actor_critic"),  # the worker's stream
-    ("_update_split_model", "_half_model_grads"),  # both threads
+@pytest.mark.parametrize("name, broken_part", [
+    ("overlap", "model_step"),  # the model stream, on the calling thread
+    ("overlap", "filter_piece"),  # the work both streams share
+    ("overlap", "update_actor_critic"),  # the worker's stream
+    ("split", "model_gradients"),  # both threads
 ])
-def test_two_thread_updates_pass_on_errors_and_leave_no_worker_waiting(small_cfg, schedule,
+def test_two_thread_updates_pass_on_errors_and_leave_no_worker_waiting(small_cfg, name,
                                                                       broken_part,
                                                                       restore_threads):
     torch.set_num_threads(2)
     agent = SLACAgent(small_cfg, 1, torch.device("cpu"))
+    schedule = parallel.choose(agent, name)
     b = make_batch(small_cfg)
 
     def broken(*_, **__):
         raise RuntimeError("a stream failed")
 
     setattr(agent, broken_part, broken)
-    mb = small_cfg.model_batch_size
     with pytest.raises(RuntimeError, match="a stream failed"):
-        getattr(agent, schedule)(b, b.rows(0, mb), b.rows(mb))
+        schedule.update(b)
     assert torch.get_num_threads() == 2  # restored
-    assert agent._pool is not None and agent._pool.submit(int).result() == 0  # worker is free
+    assert schedule.worker.submit(int).result() == 0  # the worker is free
+    schedule.close()
 
 
 def test_model_update_on_two_threads_is_the_one_thread_update(small_cfg, restore_threads):
@@ -257,11 +292,13 @@ def test_model_update_on_two_threads_is_the_one_thread_update(small_cfg, restore
     cfg = dataclasses.replace(small_cfg, model_batch_size=5)  # unequal halves: 2 and 3
     agents = twin_agents(cfg)
     b = make_batch(cfg).rows(0, 5)
-    torch.set_num_threads(1)
-    s_one = agents[0].update_model(b)
     torch.set_num_threads(2)
-    s_two = agents[1].update_model(b)
-    assert agents[1]._pool is not None  # the split path ran
+    s_one = agents[0].update_model(b)
+    schedule = parallel.choose(agents[1])
+    assert schedule.name == "split"  # 5 model sequences, no others: the model's part dominates
+    s_two = schedule.update_model(b)
+    assert schedule.worker.pool is not None  # the second thread ran
+    schedule.close()
     for k in s_one:
         torch.testing.assert_close(s_two[k], s_one[k], rtol=1e-5, atol=1e-4)
     for p_one, p_two in zip(agents[0].model.parameters(), agents[1].model.parameters(),
@@ -271,16 +308,20 @@ def test_model_update_on_two_threads_is_the_one_thread_update(small_cfg, restore
 
 
 def test_schedule_follows_the_cost_ratio(small_cfg, restore_threads):
-    agent = SLACAgent(small_cfg, 1, torch.device("cpu"))
+    def chosen(batch, model, overlap=True):
+        cfg = dataclasses.replace(small_cfg, batch_size=batch, model_batch_size=model,
+                                  overlap=overlap)
+        return parallel.choose(SLACAgent(cfg, 1, torch.device("cpu"))).name
+
     torch.set_num_threads(2)
-    assert agent.schedule(32, 224) == "overlap"  # the paper's batch: two balanced streams
-    assert agent.schedule(32, 32) == "split"  # the cpu preset's: the model's part dominates
-    assert agent.schedule(32, 0) == "sequential"
+    assert chosen(256, 32) == "overlap"  # the paper's batch: two balanced streams
+    assert chosen(64, 32) == "split"  # the cpu preset's: the model's part dominates
+    assert chosen(32, 32) == "split"  # no other sequences: pretraining's split, full updates
+    assert chosen(256, 32, overlap=False) == "sequential"
     torch.set_num_threads(1)
-    assert agent.schedule(32, 224) == "sequential"
-    agent.cfg = dataclasses.replace(small_cfg, overlap=False)
-    torch.set_num_threads(2)
-    assert agent.schedule(32, 224) == "sequential"
+    assert chosen(256, 32) == "sequential"
+    with pytest.raises(ValueError, match="unknown schedule"):
+        parallel.choose(SLACAgent(small_cfg, 1, torch.device("cpu")), "fast")
 
 
 def test_encoder_chunks_cover_the_sequences_in_whole_chunks(small_cfg):
@@ -289,9 +330,34 @@ def test_encoder_chunks_cover_the_sequences_in_whole_chunks(small_cfg):
     agent = SLACAgent(small_cfg, 1, torch.device("cpu"))
     chunk = agent.model.encoder.CHUNK
     for n, steps in ((224, 9), (100, 9), (7, 9), (50, 8), (30, 7), (1, 9)):
-        pieces = agent.encoder_chunks(n, steps)
+        pieces = parallel.encoder_chunks(agent, n, steps)
         assert [i for lo, hi in pieces for i in range(lo, hi)] == list(range(n))
         for lo, hi in pieces[:-1]:
             frames = (hi - lo) * steps
             assert frames % chunk == 0 or frames <= chunk, (n, steps, lo, hi)
-    assert agent.encoder_chunks(224, 9) == [(i, i + 8) for i in range(0, 224, 8)]
+    assert parallel.encoder_chunks(agent, 224, 9) == [(i, i + 8) for i in range(0, 224, 8)]
+
+
+def test_overlapped_schedule_chosen_with_two_threads_is_the_one_thread_update(small_cfg,
+                                                                             restore_threads):
+    """As training runs it: two threads, sizes that choose the overlapped schedule, the
+    encoder's own chunks (the other sequences span several): bit for bit the agent's
+    one-thread update."""
+    cfg = dataclasses.replace(small_cfg, batch_size=40, model_batch_size=2)
+    seq, ovl = twin_agents(cfg)
+    b = make_batch(cfg)
+    torch.set_num_threads(2)
+    schedule = parallel.choose(ovl)
+    assert schedule.name == "overlap"
+    assert len(parallel.encoder_chunks(ovl, 38, cfg.sequence_length + 1)) > 1
+    for _ in range(2):
+        torch.set_num_threads(1)
+        s_seq = seq.update(b)
+        torch.set_num_threads(2)
+        s_ovl = schedule.update(b)
+        assert torch.get_num_threads() == 2  # restored after the update
+        for k in s_seq:
+            assert torch.equal(s_seq[k], s_ovl[k]), k
+    for net in ("model", "actor", "critic", "critic_target"):
+        assert same(params(getattr(seq, net)), params(getattr(ovl, net))), net
+    schedule.close()

@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 from conftest import TINY, run
 
+pytestmark = pytest.mark.e2e  # every test here runs the command in a subprocess
+
 
 @pytest.fixture
 def trained(trained_run):

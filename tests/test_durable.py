@@ -2,6 +2,8 @@
 
 import csv
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -80,6 +82,31 @@ def reference(tmp_path_factory):
     return run_dir
 
 
+CLOCK_COLUMNS = {"wall_time", "env_steps_per_s", "updates_per_s"}
+
+
+def train_rows(run_dir):
+    """train.csv without its clock columns: every other value must match."""
+    with open(Path(run_dir) / "train.csv") as f:
+        return [{k: v for k, v in row.items() if k not in CLOCK_COLUMNS}
+                for row in csv.DictReader(f)]
+
+
+def final_weights(run_dir):
+    return checkpoint.load(Path(run_dir) / checkpoint.AGENT_FILE)["agent"]
+
+
+def same_state(a, b) -> bool:
+    """Nested state dicts equal, tensors bit for bit."""
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same_state(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(same_state(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, torch.Tensor):
+        return torch.equal(a, b)
+    return a == b
+
+
 def test_killed_and_resumed_runs_match_the_run_left_alone(reference, tmp_path):
     run_dir = tmp_path / "run"
     # 1. killed inside a checkpoint write: the first checkpoint's file is half written
@@ -90,44 +117,111 @@ def test_killed_and_resumed_runs_match_the_run_left_alone(reference, tmp_path):
     proc = start(run_dir)
     wait_for(lambda: eval_rows(run_dir) >= 2, proc)
     time.sleep(1.0)
+    assert proc.poll() is None, "finished before it could be killed"
     proc.kill()
-    proc.wait()
-    # 3. resumed, then SIGTERM: checkpoints and stops cleanly
+    assert proc.wait() == -signal.SIGKILL
+    assert eval_rows(run_dir) < eval_rows(reference)
+    # 3. resumed, then SIGTERM while it runs: it checkpoints and stops with 128 + SIGTERM
     proc = start(run_dir)
     wait_for_line(proc, "resuming")  # printed just before the signal handlers are installed
     time.sleep(1.0)
+    assert proc.poll() is None, "finished before the signal"
     proc.send_signal(signal.SIGTERM)
     code, out = finish(proc)
-    assert code in (0, 128 + signal.SIGTERM), out[-2000:]
+    assert code == 128 + signal.SIGTERM, out[-2000:]
+    assert_checkpoint_holds_the_stop(run_dir, out)
     # 4. resumed to the end
     code, out = finish(start(run_dir))
     assert code == 0, out[-3000:]
     assert returns(run_dir) == returns(reference)
-    rows = list(csv.DictReader(open(run_dir / "train.csv")))
-    steps = [(r["phase"], int(r["env_step"]), int(r["updates"])) for r in rows]
+    rows, ref_rows = train_rows(run_dir), train_rows(reference)
+    steps = [(r["phase"], r["env_step"], r["updates"]) for r in rows]
     assert len(steps) == len(set(steps)), "duplicate train.csv rows after resume"
-    ref_rows = list(csv.DictReader(open(reference / "train.csv")))
-    assert steps == [(r["phase"], int(r["env_step"]), int(r["updates"])) for r in ref_rows]
+    assert rows == ref_rows  # every loss, statistic and counter, row by row
+    assert same_state(final_weights(run_dir), final_weights(reference))
 
 
+def assert_checkpoint_holds_the_stop(run_dir, out: str) -> None:
+    """The newest checkpoint is the one the stop wrote, at the step its message names."""
+    stopped = re.search(r"stopped at env step (\d+); checkpoint saved", out)
+    assert stopped, out[-2000:]
+    state = checkpoint.load_latest(run_dir)
+    assert state["counters"]["env_step"] == int(stopped.group(1))
+    assert checkpoint.list_checkpoints(run_dir)[0].name.startswith(
+        f"ckpt-{int(stopped.group(1)):012d}-")
+
+
+def test_sigint_stops_with_a_checkpoint_the_run_resumes_exactly_from(reference, tmp_path):
+    run_dir = tmp_path / "run"
+    proc = start(run_dir)
+    wait_for_line(proc, "random ")  # collecting: the signal handlers are installed
+    proc.send_signal(signal.SIGINT)
+    code, out = finish(proc)
+    assert code == 128 + signal.SIGINT, out[-2000:]
+    assert_checkpoint_holds_the_stop(run_dir, out)
+    assert checkpoint.load_latest(run_dir)["counters"]["phase"] == "random"
+    code, out = finish(start(run_dir))
+    assert code == 0, out[-3000:]
+    assert returns(run_dir) == returns(reference)
+    assert train_rows(run_dir) == train_rows(reference)
+
+
+def test_resume_falls_back_past_a_damaged_newest_checkpoint_and_stays_exact(reference,
+                                                                           tmp_path):
+    """The finished reference run with its newest checkpoint damaged: rerunning the command
+    resumes from the one before (a warning says so), redoes the steps since, and ends exactly
+    as the reference did, since the replay's margin kept what that checkpoint samples."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(reference, run_dir)
+    newest, older = checkpoint.list_checkpoints(run_dir)
+    older_step = checkpoint.load(older)["counters"]["env_step"]
+    assert older_step < checkpoint.load(newest)["counters"]["env_step"]
+    data = bytearray(newest.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    newest.write_bytes(bytes(data))
+    code, out = finish(start(run_dir))
+    assert code == 0, out[-3000:]
+    assert "damaged" in out and f"at env step {older_step}" in out
+    assert returns(run_dir) == returns(reference)
+    assert train_rows(run_dir) == train_rows(reference)
+    assert same_state(final_weights(run_dir), final_weights(reference))
+
+
+def test_every_checkpoint_damaged_is_one_line_on_the_command_line(reference, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(reference, run_dir, ignore=shutil.ignore_patterns("replay"))
+    for path in checkpoint.list_checkpoints(run_dir):
+        path.write_bytes(path.read_bytes()[:100])
+    code, out = finish(start(run_dir))
+    assert code == 2
+    assert out.strip().splitlines()[-1] == (
+        f"slac: error: {run_dir}: every checkpoint is damaged; use a new --run-dir")
+
+
+@pytest.mark.e2e
 def test_overlapped_updates_resume_exactly(tmp_path):
     """With two threads the model and actor-critic streams of each update run concurrently
     (--overlap): the run is still deterministic, and a run killed and resumed matches it."""
     alone, killed = tmp_path / "alone", tmp_path / "killed"
-    two = ("--threads", "2", "--env-steps", "800")
+    # 2 model sequences and 30 others: the overlapped schedule, not the split one
+    two = ("--threads", "2", "--env-steps", "800", "--batch-size", "32",
+           "--model-batch-size", "2")
     code, out = finish(start(alone, *two))
     assert code == 0, out[-3000:]
-    assert '"overlap": true' in (alone / "config.json").read_text()
+    assert "overlap updates" in out and "split updates" not in out
     proc = start(killed, *two)
     wait_for(lambda: eval_rows(killed) >= 1, proc)  # killed while training after a checkpoint
     time.sleep(2.0)
     assert proc.poll() is None, "finished before it could be killed"
     proc.kill()
-    proc.wait()
+    assert proc.wait() == -signal.SIGKILL
     assert eval_rows(killed) < eval_rows(alone)
     code, out = finish(start(killed, *two))
     assert code == 0, out[-3000:]
+    assert "resuming" in out and "overlap updates" in out
     assert returns(killed) == returns(alone)
+    assert train_rows(killed) == train_rows(alone)
+    assert same_state(final_weights(killed), final_weights(alone))
 
 
 def test_changed_hyperparameter_is_refused_unless_overridden(reference):
@@ -138,10 +232,28 @@ def test_changed_hyperparameter_is_refused_unless_overridden(reference):
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1
     assert "--batch-size 8 (run has 16)" in done.stderr and "--gamma 0.9" in done.stderr
-    # flags that only say how long or where it runs are fine; a finished run just ends
-    done = subprocess.run([*cmd, "--threads", "1", "--eval-episodes", "1", "--override"],
+    # flags that only say how long or where it runs pass without --override (a finished run
+    # resumes at its end and stops); the run's own values pass too
+    done = subprocess.run([*cmd, "--threads", "1", "--log-every", "500", "--batch-size", "16"],
                           capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert "resuming" in done.stderr and "done: 1200 env steps" in done.stderr
+
+
+def test_override_accepts_a_real_change(tmp_path):
+    """--override takes a changed setting and the resumed run trains with it."""
+    import json
+
+    run_dir = tmp_path / "run"
+    code, out = finish(start(run_dir, "--env-steps", "400"))
+    assert code == 0, out[-3000:]
+    code, out = finish(start(run_dir, "--env-steps", "800", "--gamma", "0.9"))
+    assert code == 2 and "--gamma 0.9 (run has 0.99)" in out
+    code, out = finish(start(run_dir, "--env-steps", "800", "--gamma", "0.9", "--override"))
+    assert code == 0, out[-3000:]
+    assert json.loads((run_dir / "config.json").read_text())["config"]["gamma"] == 0.9
+    assert checkpoint.load_latest(run_dir)["config"]["gamma"] == 0.9
+    assert [r["env_step"] for r in returns(run_dir)] == ["400", "800"]
 
 
 def test_damaged_newest_checkpoint_falls_back(tmp_path):
@@ -178,7 +290,7 @@ def _tiny(tmp_path, **kw) -> Config:
 
 
 def test_nan_in_a_loss_stops_cleanly_keeping_the_last_checkpoint(tmp_path, capsys):
-    from slac.train import Trainer
+    from slac.trainer import Trainer
 
     trainer = Trainer(_tiny(tmp_path))
     real = trainer.agent.update
@@ -210,7 +322,7 @@ def _record_model_lr(trainer, seen: list) -> None:
 
 
 def test_pretraining_takes_its_own_model_lr_and_acting_the_model_lr_also_after_resume(tmp_path):
-    from slac.train import Trainer
+    from slac.trainer import Trainer
 
     assert _tiny(tmp_path, model_lr=2e-4).pretraining_model_lr == 2e-4  # unset: --model-lr
     cfg = _tiny(tmp_path, model_lr=1e-4, pretrain_model_lr=3e-4)
@@ -233,7 +345,7 @@ def test_pretraining_takes_its_own_model_lr_and_acting_the_model_lr_also_after_r
 def test_physics_error_ends_the_episode_and_training_goes_on(tmp_path):
     from dm_control.rl.control import PhysicsError
 
-    from slac.train import Trainer
+    from slac.trainer import Trainer
 
     trainer = Trainer(_tiny(tmp_path))
     inner = trainer.env._env
@@ -256,7 +368,7 @@ def test_full_disk_stops_with_a_message_and_keeps_the_last_checkpoint(tmp_path, 
                                                                        monkeypatch):
     import errno
 
-    from slac.train import Trainer
+    from slac.trainer import Trainer
 
     trainer = Trainer(_tiny(tmp_path, pretrain_checkpoint_every=1))
     real, calls = checkpoint.atomic_write_bytes, {"n": 0}
@@ -271,8 +383,12 @@ def test_full_disk_stops_with_a_message_and_keeps_the_last_checkpoint(tmp_path, 
     monkeypatch.setattr(checkpoint, "atomic_write_bytes", filling)
     assert trainer.run() == 1
     assert "No space left on device" in capsys.readouterr().err
+    # the first checkpoint (random data done) is intact; the second, after pretraining update
+    # 1, never became one
+    names = [p.name for p in checkpoint.list_checkpoints(tmp_path / "run")]
+    assert names == ["ckpt-000000000400-000000000.pt"], names
     state = checkpoint.load_latest(tmp_path / "run")
-    assert state["counters"]["env_step"] == 400  # the first checkpoint, intact
+    assert (state["counters"]["env_step"], state["counters"]["pretrained"]) == (400, 0)
 
 
 def test_a_train_csv_begun_by_an_older_version_keeps_its_columns(tmp_path):

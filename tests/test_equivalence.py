@@ -69,9 +69,13 @@ def test_amp_stays_close_to_fp32_and_returns_fp32():
     enc.amp = dec.amp = True
     got_f, got_x = enc(frames), dec(z)
     assert got_f.dtype == got_x.dtype == torch.float32
-    torch.testing.assert_close(got_f, want_f, rtol=0.05, atol=0.02)
-    torch.testing.assert_close(got_x, want_x, rtol=0.05, atol=0.02)
-    assert not torch.equal(got_x, want_x)  # it did run in bfloat16
+    # bfloat16 keeps 8 bits of mantissa (relative rounding 2^-9 per operation); through five
+    # layers the largest error measured was 0.65% of the output's scale (seeds 0-4, AVX-512):
+    # allow about twice that, so a layer left in fp32 by mistake or a wrong cast shows
+    for got, want in ((got_f, want_f), (got_x, want_x)):
+        scale = want.abs().max()
+        torch.testing.assert_close(got, want, rtol=0, atol=float(0.015 * scale))
+        assert (got - want).abs().max() > 1e-4 * scale  # it did run in bfloat16
 
 
 def test_compiled_networks_compute_the_same():

@@ -6,7 +6,6 @@ from conftest import run
 
 from slac import envs
 from slac.envs import EnvError
-from slac.replay import Replay
 from slac.tasks import TASKS, get_task
 
 PAPER = {"gym:HalfCheetah-v5": 1, "gym:Walker2d-v5": 4, "gym:Hopper-v5": 2, "gym:Ant-v5": 4}
@@ -59,27 +58,48 @@ def test_dmc_and_gym_renderers_do_not_corrupt_each_other():
     assert np.array_equal(np.stack(fa), alone[0]) and np.array_equal(np.stack(fb), alone[1])
 
 
-def test_action_repeat_stops_when_the_episode_ends_and_termination_is_recorded():
-    env = envs.make("gym:Walker2d-v5", seed=0)
-    replay = Replay(500, env.action_dim)
-    rng = np.random.default_rng(0)
+def rollout_pair(seed: int, agent_steps: int = 300):
+    """Walker2d at the paper's action repeat (4) and at repeat 1, same seed, same actions (each
+    repeated 4 times at repeat 1): per agent step, (repeated step, the single steps it covers)."""
+    rep = envs.make("gym:Walker2d-v5", seed=seed)
+    one = envs.make("gym:Walker2d-v5", seed=seed, action_repeat=1)
+    rng = np.random.default_rng(seed)
+    pairs = []
     try:
-        obs = env.reset()
-        replay.start_episode(obs)
-        total = 0
-        for _ in range(300):
-            step = env.step(rng.uniform(-1, 1, env.action_dim))
-            total += step.env_steps
-            replay.add(rng.uniform(-1, 1, env.action_dim), step.reward, step.obs, step.terminated)
+        assert np.array_equal(rep.reset(), one.reset())
+        for _ in range(agent_steps):
+            action = rng.uniform(-1, 1, rep.action_dim)
+            step, singles = rep.step(action), []
+            for _ in range(rep.action_repeat):
+                singles.append(one.step(action))
+                if singles[-1].done:
+                    break
+            pairs.append((step, singles))
             if step.done:
                 break
-        assert step.terminated and not step.truncated
-        from slac.envs.gym import _time_limit
-
-        assert total == _time_limit(env._env)._elapsed_steps  # only the steps taken count
-        assert replay.terminals[(replay.next - 2) % replay.capacity]
     finally:
-        env.close()
+        rep.close()
+        one.close()
+    return pairs
+
+
+def test_action_repeat_matches_single_steps_and_stops_when_the_episode_ends():
+    """Each repeated step is its single steps: the reward their sum, the frame the last one's,
+    the simulator steps counted as taken; and a termination inside a repeat stops it there
+    (a seed whose episode ends mid-repeat is searched for)."""
+    for seed in range(10):
+        pairs = rollout_pair(seed)
+        for step, singles in pairs:
+            assert step.env_steps == len(singles)
+            assert step.reward == pytest.approx(sum(s.reward for s in singles), abs=1e-9)
+            assert np.array_equal(step.obs, singles[-1].obs)
+            assert (step.terminated, step.truncated) == (singles[-1].terminated,
+                                                         singles[-1].truncated)
+        last = pairs[-1][0]
+        assert last.terminated and not last.truncated  # Walker2d falls under random actions
+        if last.env_steps < 4:
+            return
+    raise AssertionError("no seed ended its episode inside a repeat")
 
 
 def test_truncation_is_not_termination():
@@ -138,6 +158,7 @@ def test_bad_gym_ids():
     assert get_task("gym:Pendulum-v1").action_repeat == 1
 
 
+@pytest.mark.e2e
 def test_bad_gym_ids_on_the_command_line(tmp_path):
     for task, message in (("gym:CartPole-v1", "needs continuous (Box) actions"),
                           ("gym:NoSuchEnv-v0", "unknown Gymnasium environment")):
@@ -146,6 +167,7 @@ def test_bad_gym_ids_on_the_command_line(tmp_path):
         assert done.stderr.count("\n") == 1 and not (tmp_path / "r").exists()
 
 
+@pytest.mark.e2e
 def test_short_cli_run_on_hopper(tmp_path):
     run_dir = tmp_path / "hopper"
     done = run("train", "--task", "gym:Hopper-v5", "--seed", "0", "--run-dir", str(run_dir),

@@ -56,13 +56,26 @@ def test_tanh_gaussian_log_prob_is_finite_when_saturated():
 
 
 def test_actor_samples_in_bounds_with_matching_log_prob():
+    """a = tanh(mean + std * eps) for the generator's eps, and its log-probability is the
+    tanh-transformed Gaussian's; the DMC policy scale 2 doubles the std of the same actor."""
+    torch.manual_seed(0)
     actor = Actor(feature_dim=16, action_dim=2, history=3, hidden=32, std_scale=2.0)
+    unscaled = Actor(feature_dim=16, action_dim=2, history=3, hidden=32, std_scale=1.0)
+    unscaled.load_state_dict(actor.state_dict())
     f, a = torch.randn(10, 3, 16), torch.rand(10, 2, 2) * 2 - 1
-    action, logp = actor.sample(f, a)
+    action, logp = actor.sample(f, a, generator=torch.Generator().manual_seed(5))
     assert action.shape == (10, 2) and logp.shape == (10,)
     assert action.abs().max() <= 1
     mean, std = actor(f, a)
-    assert torch.all(std > 0)
+    mean1, std1 = unscaled(f, a)
+    torch.testing.assert_close(mean, mean1, rtol=0, atol=0)
+    torch.testing.assert_close(std, 2 * std1)
+    eps = torch.randn(10, 2, generator=torch.Generator().manual_seed(5))
+    u = mean + std * eps
+    torch.testing.assert_close(action, torch.tanh(u))
+    dist = D.TransformedDistribution(D.Normal(mean, std), [D.TanhTransform(cache_size=1)])
+    y = dist.transforms[0](u)  # cached: log_prob sees the exact pre-image u
+    torch.testing.assert_close(logp, dist.log_prob(y).sum(-1), rtol=1e-5, atol=1e-4)
 
 
 def test_active_units_counts_units_whose_mean_varies_more_than_the_threshold():

@@ -9,6 +9,7 @@ import copy
 import dataclasses
 import math
 
+import pytest
 import torch
 from test_agent import make_batch
 from test_equivalence import plain_decoder, plain_encoder
@@ -40,26 +41,60 @@ def filter_one(model, f, a, first, e1, e2):
 def tanh_normal(actor, feats, acts, eps):
     mean, std = actor(feats[None], acts[None])
     u = mean[0] + std[0] * eps
-    logp = Normal(mean[0], std[0]).log_prob(u).sum() - torch.log(1 - torch.tanh(u) ** 2).sum()
+    # log|d tanh(u)/du| in float64: 1 - tanh(u)^2 loses its digits in fp32 when |u| is large
+    log_det = torch.log(1 - torch.tanh(u.double()) ** 2).float()
+    logp = Normal(mean[0], std[0]).log_prob(u).sum() - log_det.sum()
     return torch.tanh(u), logp
 
 
-def test_update_matches_plain_equations(small_cfg):
+A = 2  # action dimensions: every per-dimension sum and the target entropy -|A| must be right
+
+
+def batch_with_masks_and_terminals(cfg):
+    """The first batch (over seeds) whose both parts cross an episode start and whose
+    actor-critic part ends some sequences in a terminal transition."""
+    mb = cfg.model_batch_size
+    for seed in range(100):
+        b = make_batch(cfg, action_dim=A, seed=seed, terminal=True)
+        if b.first[:mb, 1:].any() and b.first[mb:, 1:].any() and b.terminals[:, -1].any():
+            return b
+    raise AssertionError("no such batch")
+
+
+def assert_adam_step(before, after, grads, lr, eps=1e-8):
+    """The parameters moved by a first Adam step from ``grads``: -lr g / (|g| + eps) per
+    element. Where |g| is near eps the step is as sensitive as g's last bits, so elements
+    there are only held to the step's bound, lr."""
+    for p0, p1, g in zip(before, after, grads, strict=True):
+        step, want = (p1 - p0).detach(), -lr * g / (g.abs() + eps)
+        big = g.abs() > 1e4 * eps
+        torch.testing.assert_close(step[big], want[big], rtol=1e-3, atol=lr * 1e-4)
+        assert step.abs().max() <= lr * 1.001
+
+
+@pytest.fixture
+def one_thread():
+    """The same thread count whatever ran before, so rounding is the same in every run."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_update_matches_plain_equations(small_cfg, one_thread):
     cfg = dataclasses.replace(small_cfg, batch_size=8, model_batch_size=4)
     torch.manual_seed(0)
-    agent = SLACAgent(cfg, 1, torch.device("cpu"))
+    agent = SLACAgent(cfg, A, torch.device("cpu"))
     ref = copy.deepcopy(agent)
-    b = make_batch(cfg, seed=0)
+    b = batch_with_masks_and_terminals(cfg)
     B, T, mb = cfg.batch_size, cfg.sequence_length + 1, cfg.model_batch_size
-    # the masks must matter: sequences crossing an episode start in both parts of the batch
-    assert b.first[:mb, 1:].any() and b.first[mb:, 1:].any()
     gm, ga = (torch.Generator().set_state(g.get_state()) for g in agent.generators())
     stats = agent.update(b)
 
     # the agent's draws, in its order: the model stream's, then the actor-critic stream's
     e_head = [torch.randn(mb, T, z, generator=gm) for z in (cfg.z1_dim, cfg.z2_dim)]
     e_tail = [torch.randn(B - mb, T, z, generator=ga) for z in (cfg.z1_dim, cfg.z2_dim)]
-    eps_target, eps_actor = torch.randn(B, 1, generator=ga), torch.randn(B, 1, generator=ga)
+    eps_target, eps_actor = torch.randn(B, A, generator=ga), torch.randn(B, A, generator=ga)
     e1, e2 = (torch.cat([h, t]) for h, t in zip(e_head, e_tail, strict=True))
 
     model = ref.model
@@ -89,6 +124,8 @@ def test_update_matches_plain_equations(small_cfg):
     g_model = torch.autograd.grad(loss_m, list(model.parameters()))
     for p, g in zip(agent.model.parameters(), g_model, strict=True):
         torch.testing.assert_close(p.grad, g, rtol=2e-3, atol=1e-4)
+    # the model's Adam step from that gradient
+    assert_adam_step(model.parameters(), agent.model.parameters(), g_model, cfg.model_lr)
 
     # Eq. (8)-(9): critics on latents of the pre-update model, at the last transition
     z_all = torch.stack(latents).detach()
@@ -115,9 +152,19 @@ def test_update_matches_plain_equations(small_cfg):
         torch.testing.assert_close(p.grad, g, rtol=1e-3, atol=1e-6)
 
     # Eq. (10) and the temperature, with the critics after their step (Algorithm 1's order)
-    for p, g in zip(ref.critic.parameters(), g_critic, strict=True):
-        p.grad = g
-    ref.critic_opt.step()
+    critic_before = copy.deepcopy(ref.critic)
+    assert_adam_step(ref.critic.parameters(), agent.critic.parameters(), g_critic, cfg.critic_lr)
+    with torch.no_grad():  # continue from the agent's critics, as Eq. (10) reads them
+        for p, q in zip(ref.critic.parameters(), agent.critic.parameters(), strict=True):
+            p.copy_(q)
+    # the target critics: theta' <- (1 - tau) theta' + tau theta, after the critics' step
+    for p_t, p_old, p_new in zip(agent.critic_target.parameters(),
+                                 ref.critic_target.parameters(), ref.critic.parameters(),
+                                 strict=True):
+        torch.testing.assert_close(p_t, (1 - cfg.tau) * p_old + cfg.tau * p_new.detach(),
+                                   rtol=1e-5, atol=1e-7)
+    assert not all(torch.equal(p, q) for p, q in
+                   zip(critic_before.parameters(), ref.critic.parameters(), strict=True))
     actor_terms, logps = [], []
     for i in range(B):
         a, logp = tanh_normal(ref.actor, *history(i), eps_actor[i])
@@ -129,7 +176,9 @@ def test_update_matches_plain_equations(small_cfg):
     g_actor = torch.autograd.grad(actor_loss, list(ref.actor.parameters()))
     for p, g in zip(agent.actor.parameters(), g_actor, strict=True):
         torch.testing.assert_close(p.grad, g, rtol=1e-3, atol=1e-6)
-    alpha_loss = -(ref.log_alpha * (torch.stack(logps).detach() - 1.0)).mean()  # target -|A|
-    torch.testing.assert_close(agent.log_alpha.grad,
-                               torch.autograd.grad(alpha_loss, ref.log_alpha)[0])
+    assert_adam_step(ref.actor.parameters(), agent.actor.parameters(), g_actor, cfg.actor_lr)
+    alpha_loss = -(ref.log_alpha * (torch.stack(logps).detach() - A)).mean()  # target -|A|
+    g_alpha = torch.autograd.grad(alpha_loss, ref.log_alpha)[0]
+    torch.testing.assert_close(agent.log_alpha.grad, g_alpha)
+    assert_adam_step([ref.log_alpha], [agent.log_alpha], [g_alpha], cfg.alpha_lr)
     assert F.mse_loss(stats["entropy"], -torch.stack(logps).mean().detach()) < 1e-8

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from slac.replay import Replay, episode_masks
+from slac.replay import Batch, Replay, episode_masks
 
 
 def frame(value: int) -> np.ndarray:
@@ -115,3 +115,34 @@ def test_spread_frames_cover_the_window_without_a_random_draw():
     assert r.rng.bit_generator.state == state  # the run's sampling is untouched
     with pytest.raises(ValueError):
         Replay(capacity=20, action_dim=2).spread_frames(4)
+
+
+def _fill(replay, steps, rng, episode=13):
+    for i in range(steps):
+        if i % episode == 0:
+            replay.start_episode(rng.integers(0, 256, (3, 64, 64), dtype=np.uint8))
+        replay.add(rng.uniform(-1, 1, 2).astype(np.float32), float(rng.normal()),
+                   rng.integers(0, 256, (3, 64, 64), dtype=np.uint8), i % episode == 12)
+
+
+@pytest.mark.parametrize("margin, exact", [(12, True), (0, False)])
+def test_memory_mapped_replay_wraps_and_resumes_what_its_checkpoint_samples(tmp_path, margin,
+                                                                            exact):
+    """A memory-mapped replay that has wrapped around several times, checkpointed, then written
+    further (as a run does before it is killed): reopened from its files and the checkpoint's
+    state, it samples exactly what it sampled at the checkpoint, because the writes after it
+    went into the margin. Without a margin they overwrite frames the checkpoint can sample."""
+    rng = np.random.default_rng(0)
+    replay = Replay(40, 2, seed=3, directory=tmp_path, margin=margin)
+    _fill(replay, 200, rng)
+    assert replay.size == replay.window  # full, and wrapped around several times
+    replay.flush()
+    state = replay.state_dict()
+    want = replay.sample(16, 8)
+    _fill(replay, 5, rng)  # after the checkpoint: at most the margin's worth (2 slots a step)
+    del replay
+    resumed = Replay(40, 2, seed=99, directory=tmp_path, margin=margin)
+    resumed.load_state_dict(state)
+    got = resumed.sample(16, 8)
+    same = all(torch.equal(getattr(got, f), getattr(want, f)) for f in Batch.__annotations__)
+    assert same == exact

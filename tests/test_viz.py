@@ -70,32 +70,59 @@ def test_training_writes_eval_videos_and_tensorboard_images(trained_run):
 
 
 def test_plot_command(trained_run, tmp_path):
+    """Two seeds of one configuration (the trained run and a copy with other returns): one
+    group whose mean at the last common step is the runs' own mean, in the table."""
+    import csv
+    import json
+    import shutil
+
+    other = tmp_path / "seed1"
+    shutil.copytree(trained_run, other, ignore=shutil.ignore_patterns("replay", "checkpoints"))
+    meta = json.loads((other / "config.json").read_text())
+    meta["config"]["seed"] = 1
+    (other / "config.json").write_text(json.dumps(meta))
+    rows = list(csv.DictReader(open(trained_run / "eval.csv")))
+    with open(other / "eval.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        for r in rows:
+            w.writerow({**r, "return_mean": float(r["return_mean"]) + 100})
     out = tmp_path / "fig.png"
-    done = run("plot", str(trained_run), "--out", str(out))
+    done = run("plot", str(trained_run), str(other), "--out", str(out))
     assert done.returncode == 0, done.stderr
-    assert "328 +- 44" in done.stdout and "226 +- 22" in done.stdout  # cartpole, 100k and 50k
+    last = [ln for ln in done.stdout.splitlines() if "800 last" in ln]
+    assert len(last) == 1 and "2 seeds" in last[0], done.stdout
+    want = float(rows[-1]["return_mean"]) + 50  # the mean of r and r + 100
+    assert float(last[0].split()[-2]) == pytest.approx(want, abs=0.051), last[0]
     img = imageio.imread(out)
     assert img.shape[0] > 300 and img.shape[1] > 400
     assert img[..., :3].std() > 10
 
 
+@pytest.mark.e2e
 def test_plot_bad_run_dir(tmp_path):
     done = run("plot", str(tmp_path), "--out", str(tmp_path / "f.png"))
     assert done.returncode == 2 and "not a run directory" in done.stderr
 
 
 def test_viz_and_eval_fall_back_to_the_newest_checkpoint(trained_run, tmp_path):
-    """Before the first evaluation writes agent.pt (during pretraining), the agent comes from the
-    newest checkpoint; at the end of a run both hold the same agent."""
+    """Before the first evaluation writes agent.pt (during pretraining), `slac eval` and `slac
+    viz` take the agent from the newest checkpoint; at the end of a run both hold the same
+    agent, so the commands give the same results from either."""
     import shutil
 
-    from slac import checkpoint
-
-    shutil.copytree(trained_run / "checkpoints", tmp_path / "checkpoints")
-    got, saved = checkpoint.load_agent_state(tmp_path), checkpoint.load_agent_state(trained_run)
-    assert (got["env_step"], got["action_dim"], got["config"]) == (
-        saved["env_step"], saved["action_dim"], saved["config"])
-    torch.testing.assert_close(got["agent"], saved["agent"], rtol=0, atol=0)
+    only = tmp_path / "only-checkpoints"
+    shutil.copytree(trained_run / "checkpoints", only / "checkpoints")
+    results = {}
+    for name, d in (("agent.pt", trained_run), ("checkpoint", only)):
+        ev = run("eval", "--run-dir", str(d), "--episodes", "1")
+        assert ev.returncode == 0, ev.stderr[-2000:]
+        vz = run("viz", "--run-dir", str(d), "--out", str(tmp_path / name), "--steps", "4")
+        assert vz.returncode == 0, vz.stderr[-2000:]
+        results[name] = ev.stdout, imageio.imread(tmp_path / name / "predictions.png")
+    assert "after 800 env steps" in results["checkpoint"][0]
+    assert results["checkpoint"][0] == results["agent.pt"][0]
+    assert np.array_equal(results["checkpoint"][1], results["agent.pt"][1])
 
 
 def test_plot_label_names_what_differs_from_the_paper_or_the_runs_preset():

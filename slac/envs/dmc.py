@@ -1,8 +1,8 @@
 """DeepMind Control Suite from pixels.
 
 One persistent ``mujoco.Renderer`` per environment renders camera 0 once per agent step (only
-the last frame of an action repeat is observed); it is ~2x faster than ``physics.render``, which
-builds a scene each call.
+the last frame of an action repeat is observed), unlike ``physics.render``, which builds a
+scene each call.
 """
 
 from __future__ import annotations

@@ -8,29 +8,35 @@ replay, so rerunning the same command on the same run directory continues it exa
 
 from __future__ import annotations
 
-import json
-import math
+import dataclasses
 import os
-import platform
 import shutil
 import signal
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from slac import checkpoint, envs, runtime
-from slac.agent import PolicyHistory, SLACAgent
-from slac.config import Config, to_dict
-from slac.evaluate import evaluate
-from slac.logger import Logger, Progress
-from slac.replay import Replay
-from slac.tasks import get_task
-
-
-class NonFiniteLoss(FloatingPointError):
-    pass
+from slac import checkpoint, envs, parallel, runtime, viz
+from slac.agent import SLACAgent
+from slac.config import (
+    Config,
+    ConfigError,
+    check_writable,
+    differences,
+    from_dict,
+    resolve,
+    save_json,
+    to_dict,
+    with_preset,
+)
+from slac.evaluate import evaluate, summary
+from slac.logger import Logger, Metrics, NonFiniteLoss, Progress
+from slac.policy import Policy, PolicyHistory
+from slac.replay import Replay, checkpoint_margin
+from slac.tasks import get_task, random_action
 
 
 class _Stop(Exception):
@@ -38,26 +44,6 @@ class _Stop(Exception):
 
 
 ACTIVE_UNIT_FRAMES = 256  # frames of the replay the active_z1 column of train.csv is measured on
-
-
-def random_action(kind: str, rng: np.random.Generator, action_dim: int) -> np.ndarray:
-    """An action of the random-data phase: the task's ``random_action`` protocol."""
-    if kind == "tanh_normal":  # DMC: a = tanh(u), u ~ N(0, 2^2)
-        return np.tanh(rng.normal(0.0, 2.0, action_dim)).astype(np.float32)
-    return rng.uniform(-1.0, 1.0, action_dim).astype(np.float32)  # Gym: uniform
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda: no CUDA device is available (use auto or cpu)")
-    return torch.device(name)
-
-
-def replay_margin(cfg: Config) -> int:
-    """Slots written in two checkpoint intervals at most (a step writes <= 2 frames)."""
-    return 2 * (2 * math.ceil(cfg.checkpoint_every / cfg.action_repeat) + 2)
 
 
 class Trainer:
@@ -70,12 +56,10 @@ class Trainer:
         self.cfg = cfg
         self.spec = get_task(cfg.task)
         self.run_dir = Path(cfg.run_dir)
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        self.device = resolve_device(cfg.device)
-        if self.device.type == "cpu":
-            runtime.keep_freed_memory()
-        torch.manual_seed(cfg.seed)
+        try:
+            self.device = runtime.set_up(cfg.device, cfg.threads, cfg.seed)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
         self.rng = np.random.default_rng(cfg.seed)  # random-phase actions
         # Train and evaluation environments never share a seed.
         self.env = envs.make(cfg.task, cfg.seed, cfg.action_repeat, cfg.render_quality)
@@ -87,8 +71,10 @@ class Trainer:
             for stale in ("replay", "tb", checkpoint.CHECKPOINT_DIR):
                 shutil.rmtree(self.run_dir / stale, ignore_errors=True)
         self.replay = Replay(cfg.replay_capacity, self.action_dim, seed=cfg.seed,
-                             directory=self.run_dir / "replay", margin=replay_margin(cfg))
-        self.agent = SLACAgent(cfg, self.action_dim, self.device, self.spec.policy_std_scale)
+                             directory=self.run_dir / "replay",
+                             margin=checkpoint_margin(cfg.checkpoint_every, cfg.action_repeat))
+        self.agent = SLACAgent(cfg, self.action_dim, self.device)
+        self.updates_schedule = parallel.choose(self.agent)  # how updates use the threads
         self.history = PolicyHistory(cfg.sequence_length, self.action_dim)
         self.phase = "random"
         self.env_step = self.agent_step = self.updates = self.pretrained = 0
@@ -99,14 +85,13 @@ class Trainer:
         self.last_eval_step = -1
         self.physics_errors = 0
         self.wall_offset = 0.0
-        self._sums: dict[str, torch.Tensor] = {}
-        self._n = 0
+        self.metrics = Metrics()
         self._last_log_step = 0
         if resume is not None:
             self._restore(resume)
         self._write_config()  # the resolved config as this session runs it
         self._session_start = time.monotonic()
-        self._window_t, self._window_env_step = time.monotonic(), self.env_step
+        self.metrics.window_t, self.metrics.window_env_step = time.monotonic(), self.env_step
         self.logger = Logger(self.run_dir, resume["logs"] if resume else None)
         self.progress = Progress(f"[{cfg.task} s{cfg.seed}]")
         self._stop_signal = 0
@@ -116,15 +101,8 @@ class Trainer:
         return self.wall_offset + time.monotonic() - self._session_start
 
     def _write_config(self) -> None:
-        meta = {
-            "config": to_dict(self.cfg),
-            "action_dim": self.action_dim,
-            "device": str(self.device),
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "mujoco_gl": os.environ.get("MUJOCO_GL"),
-        }
-        (self.run_dir / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
+        save_json(self.run_dir / "config.json", self.cfg, action_dim=self.action_dim,
+                  **runtime.describe(self.device))
 
     # ------------------------------------------------------------------ environment
     def _begin_episode(self) -> None:
@@ -167,7 +145,7 @@ class Trainer:
         self.agent.set_model_lr(cfg.pretraining_model_lr)
         while self.pretrained < cfg.pretrain_updates:
             batch = self.replay.sample(cfg.model_batch_size, cfg.sequence_length)
-            self._accumulate(self.agent.update_model(batch))
+            self._accumulate(self.updates_schedule.update_model(batch))
             self.pretrained += 1
             if self.pretrained % 500 == 0 or self.pretrained == cfg.pretrain_updates:
                 self._log_train("pretrain")
@@ -188,7 +166,8 @@ class Trainer:
                 self._begin_episode()
             self._env_step(self.agent.act(self.history.frames, self.history.actions))
             for _ in range(cfg.updates_per_step):
-                stats = self.agent.update(self.replay.sample(cfg.batch_size, cfg.sequence_length))
+                batch = self.replay.sample(cfg.batch_size, cfg.sequence_length)
+                stats = self.updates_schedule.update(batch)
                 self.updates += 1
                 self._accumulate(stats)
             if self.env_step // cfg.log_every > self._logged or self.env_step >= cfg.env_steps:
@@ -211,10 +190,14 @@ class Trainer:
         resumed = self.env_step > 0 or self.pretrained > 0
         self.progress.message(
             f"{'resuming' if resumed else 'run dir'} {self.run_dir} at env step {self.env_step} "
-            f"({self.phase}) | device {self.device} | action repeat {cfg.action_repeat} | "
-            f"decoder var {cfg.decoder_var} | MUJOCO_GL={os.environ.get('MUJOCO_GL')}"
+            f"({self.phase}) | device {self.device}, {self.updates_schedule.name} updates | "
+            f"action repeat {cfg.action_repeat} | decoder var {cfg.decoder_var} | "
+            f"MUJOCO_GL={os.environ.get('MUJOCO_GL')}"
         )
-        handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        handlers = {}
+        if threading.current_thread() is threading.main_thread():  # only it may take signals
+            handlers = {s: signal.signal(s, self._on_signal)
+                        for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             if self.phase == "random":
                 self.collect_random()
@@ -269,22 +252,17 @@ class Trainer:
 
     def _evaluate(self) -> None:
         self.progress.message(f"evaluating at {self.env_step} env steps ...")
-        returns, episode = evaluate(self.agent, self.eval_env, self.cfg.eval_episodes,
-                                    record_first=True)
-        self._picture(episode)
+        returns, episode = evaluate(Policy(self.agent, self.env_step), self.eval_env,
+                                    self.cfg.eval_episodes, record_first=True)
+        video = (self.run_dir / "videos" / f"eval-{self.env_step:09d}.mp4"
+                 if self.cfg.video else None)
+        viz.log_episode(self.logger.tb, self.agent.model, episode.frames, episode.actions,
+                        self.env_step, video, steps=self.VIZ_STEPS)
         self.last_eval = float(returns.mean())
         self.last_eval_step = self.env_step
-        self.logger.log_eval({
-            "env_step": self.env_step,
-            "return_mean": float(returns.mean()),
-            "return_std": float(returns.std()),
-            "return_min": float(returns.min()),
-            "return_max": float(returns.max()),
-            "episodes": len(returns),
-            "agent_step": self.agent_step,
-            "updates": self.updates,
-            "wall_time": self.wall_time,
-        })
+        self.logger.log_eval({"env_step": self.env_step, **summary(returns),
+                              "agent_step": self.agent_step, "updates": self.updates,
+                              "wall_time": self.wall_time})
         self.progress.message(
             f"eval at {self.env_step}: return {returns.mean():.1f} +- {returns.std():.1f}"
         )
@@ -292,48 +270,22 @@ class Trainer:
             "env_step": self.env_step, "action_dim": self.action_dim, "config": to_dict(self.cfg),
         })
 
-    def _picture(self, episode) -> None:
-        """Model predictions (Appendix E) to TensorBoard; the episode as a video if asked."""
-        from slac import viz
-
-        n = min(self.VIZ_STEPS, len(episode.actions))
-        rows = viz.predictions(self.agent.model, episode.frames[:n + 1], episode.actions[:n])
-        self.logger.tb.add_image("model/predictions", viz.grid(rows), self.env_step,
-                                 dataformats="HWC")
-        if self.cfg.video:
-            (self.run_dir / "videos").mkdir(exist_ok=True)
-            big = [f.repeat(4, 0).repeat(4, 1) for f in episode.frames]
-            viz.save_video(big, self.run_dir / "videos" / f"eval-{self.env_step:09d}.mp4", fps=25)
-
     def _accumulate(self, stats: dict[str, torch.Tensor]) -> None:
-        values = torch.stack([v.float() for v in stats.values()])
-        if not bool(torch.isfinite(values).all()):  # one check per update, not per loss
-            bad = {k: float(v) for k, v in stats.items() if not math.isfinite(float(v))}
-            name, value = next(iter(bad.items()))
-            raise NonFiniteLoss(f"{name} became {value} at env step {self.env_step} "
-                                f"(update {self.updates}, pretraining update {self.pretrained})")
-        for k, v in stats.items():
-            self._sums[k] = self._sums.get(k, 0.0) + v
-        self._n += 1
+        self.metrics.add(stats, f"at env step {self.env_step} (update {self.updates}, "
+                                f"pretraining update {self.pretrained})")
 
     def _log_train(self, phase: str) -> None:
-        now = time.monotonic()
-        dt = max(now - self._window_t, 1e-9)
-        row = {k: float(v) / max(self._n, 1) for k, v in self._sums.items()}
+        row = self.metrics.row(self.env_step)
         row.update({
             "env_step": self.env_step, "agent_step": self.agent_step,
             "updates": self.pretrained if phase == "pretrain" else self.updates,
-            "phase": phase, "wall_time": self.wall_time,
-            "env_steps_per_s": (self.env_step - self._window_env_step) / dt,
-            "updates_per_s": self._n / dt, "episode_return": self.last_return,
+            "phase": phase, "wall_time": self.wall_time, "episode_return": self.last_return,
             "physics_errors": self.physics_errors,
-            # z1 units the posterior takes from the image; 0 = posterior collapse (README)
+            # z1 units the posterior takes from the image; 0 = posterior collapse
             "active_z1": self.agent.model.active_z1(
                 self.replay.spread_frames(ACTIVE_UNIT_FRAMES).to(self.device)),
         })
         self.logger.log_train(row)
-        self._sums, self._n = {}, 0
-        self._window_t, self._window_env_step = now, self.env_step
         self._last_log_step = self.env_step
 
     # ------------------------------------------------------------------ checkpoints
@@ -346,7 +298,7 @@ class Trainer:
                 "episode_return", "last_return", "last_eval", "evals_done", "checkpoints_done",
                 "last_eval_step", "physics_errors", "_last_log_step")},
             "wall_time": self.wall_time,
-            "log_window": ({k: float(v) for k, v in self._sums.items()}, self._n),
+            "log_window": self.metrics.state_dict(),
             "agent": self.agent.state_dict(),
             "rng": {
                 "torch": torch.get_rng_state(),
@@ -369,8 +321,7 @@ class Trainer:
         for k, v in state["counters"].items():
             setattr(self, k, v)
         self.wall_offset = state["wall_time"]
-        sums, self._n = state["log_window"]
-        self._sums = {k: torch.tensor(v) for k, v in sums.items()}
+        self.metrics.load_state_dict(state["log_window"])
         self.agent.load_state_dict(state["agent"])
         torch.set_rng_state(state["rng"]["torch"])
         if state["rng"]["cuda"] is not None and torch.cuda.is_available():
@@ -384,9 +335,75 @@ class Trainer:
         self.history.frames, self.history.actions = state["history"]
 
     def close(self) -> None:
+        self.updates_schedule.close()
         self.logger.close()
         self.env.close()
         self.eval_env.close()
+
+
+def open_run(given: dict, override: bool = False) -> tuple[Config, dict | None]:
+    """The resolved config of a run and the checkpoint to resume it from (None: a new run).
+
+    ``given`` holds the settings asked for (the flags given on the command line); the rest come
+    from the preset, then from the defaults. The run directory is the unit of work: when it
+    holds checkpoints, the run resumes from the newest one that loads, with its stored settings,
+    and a setting in ``given`` that would change what the run learns is refused (a
+    ``ConfigError``) unless ``override``.
+    """
+    default = Config(**with_preset(given))
+    run_dir = given.get("run_dir") or os.path.join("runs", f"{default.task}-seed{default.seed}")
+    resume = None
+    if checkpoint.list_checkpoints(run_dir):
+        resume = checkpoint.load_latest(run_dir)
+        if resume is None:
+            raise ConfigError(f"{run_dir}: every checkpoint is damaged; use a new --run-dir")
+        stored = from_dict(resume["config"])
+        diffs = differences(stored, given)
+        if diffs and not override:
+            raise ConfigError(f"{run_dir} holds a run with other settings: {'; '.join(diffs)}."
+                              " Rerun without them to resume, or add --override")
+        cfg = resolve(dataclasses.replace(stored, **with_preset(given)))
+    else:
+        cfg = resolve(default)
+    check_writable(cfg.run_dir)
+    return cfg, resume
+
+
+def start(given: dict, override: bool = False) -> Trainer:
+    """A :class:`Trainer` for the run that ``given`` names, new or resumed (:func:`open_run`)."""
+    cfg, resume = open_run(given, override)
+    try:
+        return Trainer(cfg, resume)
+    except envs.EnvError as e:
+        raise ConfigError(str(e)) from None
+
+
+class TrainingStopped(RuntimeError):
+    """A run ended before its last step; ``status`` is the exit code ``slac train`` gives."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
+def train(config: Config, override: bool = False) -> Path:
+    """Train (or resume) the run ``config`` describes, exactly as ``slac train`` with the same
+    settings does; returns its run directory.
+
+    Fields left at their defaults are not settings asked for: they take the preset's value and,
+    when ``config.run_dir`` holds a run, that run's. So ``train(Config(run_dir=d))`` resumes the
+    run in ``d`` whatever it was started with, and a field set to another value than the run's
+    is refused unless ``override``. A run stopped by a signal (its checkpoint saved) or by an
+    error raises :class:`TrainingStopped`; calling ``train`` again resumes it.
+    """
+    given = {f.name: getattr(config, f.name) for f in dataclasses.fields(Config)
+             if getattr(config, f.name) != f.default}
+    trainer = start(given, override)
+    status = trainer.run()
+    if status:
+        raise TrainingStopped(f"{trainer.run_dir}: stopped at env step {trainer.env_step} "
+                              f"(exit status {status})", status)
+    return trainer.run_dir
 
 
 def _hms(seconds: float) -> str:

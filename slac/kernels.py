@@ -1,0 +1,149 @@
+"""Exact rewrites of three convolution layers for CPU speed; :mod:`slac.networks` uses them.
+
+Each computes the same function and gradients as the PyTorch layer it replaces (checked by
+``tests/test_equivalence.py``); only how oneDNN is asked to compute it changes. Measurements of
+each are in ``docs/performance.md``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# Tap of the 5x5 kernel used by each output phase (row r of a stride-2 upsampling) at each of
+# the 3 input offsets; 5 is a zero tap.
+PHASE_TAPS = ((4, 2, 0), (5, 3, 1))
+
+
+def is_stride2_conv3x3(m: nn.Module) -> bool:
+    """A 3x3 stride-2 conv with padding 1 and a bias: the encoder's middle layers."""
+    return (isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3) and m.stride == (2, 2)
+            and m.padding == (1, 1) and m.dilation == (1, 1) and m.groups == 1
+            and m.bias is not None)
+
+
+def is_stride2_transposed_conv3x3(m: nn.Module) -> bool:
+    """A 3x3 stride-2 transposed conv (padding 1, output padding 1): the decoder's middle."""
+    return (isinstance(m, nn.ConvTranspose2d) and m.kernel_size == (3, 3)
+            and m.stride == (2, 2) and m.padding == (1, 1) and m.output_padding == (1, 1)
+            and m.dilation == (1, 1) and m.groups == 1 and m.bias is not None)
+
+
+def is_subpixel_layer(m: nn.Module) -> bool:
+    """A 5x5 stride-2 transposed conv (padding 2, output padding 1): the decoder's last."""
+    return (isinstance(m, nn.ConvTranspose2d) and m.kernel_size == (5, 5)
+            and m.stride == (2, 2) and m.padding == (2, 2) and m.output_padding == (1, 1)
+            and m.dilation == (1, 1) and m.groups == 1 and m.bias is not None)
+
+
+def conv3x3_stride2(x: torch.Tensor, layer: nn.Conv2d) -> torch.Tensor:
+    """``layer(x)`` with the weight gradient as one patch matmul (see :class:`Stride2Conv3x3`)."""
+    return Stride2Conv3x3.apply(x, layer.weight, layer.bias)
+
+
+def transposed_conv3x3(x: torch.Tensor, layer: nn.ConvTranspose2d) -> torch.Tensor:
+    """``layer(x)`` with the backward of :class:`Stride2TransposedConv3x3`."""
+    return Stride2TransposedConv3x3.apply(x, layer.weight, layer.bias)
+
+
+def subpixel_conv5x5(x: torch.Tensor, layer: nn.ConvTranspose2d) -> torch.Tensor:
+    """``layer(x)`` as a 3x3 conv and a pixel shuffle (see :class:`SubPixelLastLayer`)."""
+    return SubPixelLastLayer.apply(x, layer.weight, layer.bias)
+
+
+class SubPixelLastLayer(torch.autograd.Function):
+    """A 5x5 stride-2 transposed conv (padding 2, output padding 1) to 3 channels, computed
+    exactly as a 3x3 conv to 4x3 channels (one per output phase) followed by a pixel shuffle,
+    which oneDNN runs faster than the transposed conv. The channels are ordered (phase,
+    colour) and zero-padded to a multiple of 8, the width of oneDNN's AVX2 kernels; the shuffle
+    is then one channels-last copy. The backward is the transposed conv's own."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        taps = torch.tensor(PHASE_TAPS, device=weight.device)
+        w = F.pad(weight, (0, 1, 0, 1))[:, :, taps[:, None, :, None], taps[None, :, None, :]]
+        w = w.permute(2, 3, 1, 0, 4, 5).reshape(-1, weight.shape[0], 3, 3)  # (ry rx o, i, 3, 3)
+        c = w.shape[0]
+        pad = -c % 8
+        w = F.pad(w, (0, 0, 0, 0, 0, 0, 0, pad)).contiguous(memory_format=torch.channels_last)
+        y = F.conv2d(x, w, F.pad(bias.repeat(4), (0, pad)), padding=1)
+        # the pixel shuffle: channels-last (n h w ry rx o) copied into (n h ry w rx o)
+        n, _, h, w_ = y.shape
+        y = y.permute(0, 2, 3, 1)[..., :c].reshape(n, h, w_, 2, 2, -1).transpose(2, 3)
+        return y.reshape(n, 2 * h, 2 * w_, -1).permute(0, 3, 1, 2)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        return torch.ops.aten.convolution_backward(
+            grad, x, weight, [weight.shape[1]], [2, 2], [2, 2], [1, 1], True, [1, 1], 1,
+            list(ctx.needs_input_grad))
+
+
+def stride2_patches(t: torch.Tensor, pad: tuple[int, int, int, int], h: int, w: int):
+    """The h x w stride-2 3x3 windows of ``t`` (N, C, H, W) padded by ``pad`` (F.pad's order),
+    as rows (N h w, 3 3 C) in channels-last order: one copy, for a weight gradient's matmul."""
+    padded = F.pad(t, pad).contiguous(memory_format=torch.channels_last)
+    s_n, s_c, s_h, s_w = padded.stride()
+    windows = padded.as_strided((t.shape[0], h, w, 3, 3, t.shape[1]),
+                                (s_n, 2 * s_h, 2 * s_w, s_h, s_w, s_c))
+    return windows.reshape(t.shape[0] * h * w, -1)
+
+
+class Stride2TransposedConv3x3(torch.autograd.Function):
+    """A 3x3 stride-2 transposed conv (padding 1, output padding 1) whose backward takes the
+    input's gradient as the strided conv it is (oneDNN's forward kernel) and the weight's as one
+    matmul of the input with stride-2 3x3 patches of the output gradient, both channels-last."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        return F.conv_transpose2d(x, weight, bias, 2, 1, 1)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        grad = grad.contiguous(memory_format=torch.channels_last)
+        g_x = g_w = g_b = None
+        if ctx.needs_input_grad[0]:
+            g_x = F.conv2d(grad, weight, None, 2, 1)
+        if ctx.needs_input_grad[1]:
+            # dW[i, o, ky, kx] = sum_{n, r, c} x[n, i, r, c] grad[n, o, 2r - 1 + ky, 2c - 1 + kx]
+            n, c_in, h, w = x.shape
+            patches = stride2_patches(grad, (1, 0, 1, 0), h, w)
+            g_w = x.permute(0, 2, 3, 1).reshape(-1, c_in).T @ patches
+            g_w = g_w.view(c_in, 3, 3, -1).permute(0, 3, 1, 2)  # channels-last, as the weight
+        if ctx.needs_input_grad[2]:
+            g_b = grad.sum((0, 2, 3))
+        return g_x, g_w, g_b
+
+
+class Stride2Conv3x3(torch.autograd.Function):
+    """A 3x3 stride-2 conv (padding 1) whose weight gradient is one matmul of the output
+    gradient with stride-2 3x3 patches of the input, channels-last (for small maps, where
+    oneDNN's own weight gradient is slow); the input's gradient stays oneDNN's."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        return F.conv2d(x, weight, bias, 2, 1)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        grad = grad.contiguous(memory_format=torch.channels_last)
+        g_x = g_w = g_b = None
+        if ctx.needs_input_grad[0]:
+            g_x = torch.ops.aten.convolution_backward(
+                grad, x, weight, None, [2, 2], [1, 1], [1, 1], False, [0, 0], 1,
+                [True, False, False])[0]
+        if ctx.needs_input_grad[1]:
+            # dW[o, i, ky, kx] = sum_{n, r, c} grad[n, o, r, c] x[n, i, 2r - 1 + ky, 2c - 1 + kx]
+            patches = stride2_patches(x, (1, 1, 1, 1), *grad.shape[2:])
+            g_w = grad.permute(0, 2, 3, 1).reshape(-1, grad.shape[1]).T @ patches
+            g_w = g_w.view(-1, 3, 3, x.shape[1]).permute(0, 3, 1, 2)  # channels-last, as weight
+        if ctx.needs_input_grad[2]:
+            g_b = grad.sum((0, 2, 3))
+        return g_x, g_w, g_b

@@ -18,7 +18,7 @@ from slac.config import Config
 runtime.keep_freed_memory()
 torch.set_num_threads(1)
 cfg = Config(task="cheetah-run", overlap=False, threads=1).resolved()
-agent = SLACAgent(cfg, 6, torch.device("cpu"), 1.0)
+agent = SLACAgent(cfg, 6, torch.device("cpu"))
 replay = bench.synthetic_replay(cfg, 6)
 batches = [replay.sample(256, 8) for _ in range(4)]
 MB = 32
@@ -26,18 +26,18 @@ MB = 32
 
 def model_part(b):
     head = b.rows(0, MB)
-    f, post = agent._head_posterior(head)
-    agent._model_step(head, post)
+    f, post = agent.model_posterior(head)
+    agent.model_step(head, post)
 
 
 def ac_part(b):
     tail = b.rows(MB)
-    f, z = agent._features_and_latents(tail)
+    f, z = agent.latents(tail)
     agent.update_actor_critic(f, z, tail)
 
 
 def enc_only(b):
-    agent._encode(b.rows(MB))
+    agent.encode(b.rows(MB))
 
 
 for name, fn in (("model", model_part), ("actor-critic", ac_part), ("ac-encoder", enc_only)):

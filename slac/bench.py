@@ -157,6 +157,33 @@ def env_speed(cfg: Config, seconds: float = 5.0) -> tuple[float, float]:
     return steps / dt, agent_steps / dt
 
 
+def protocol_seconds(cfg: Config, action_dim: int, device: torch.device) -> dict[str, float]:
+    """Estimated wall time of ``cfg``'s whole protocol on this machine: one model-only and one
+    full update timed after a warm-up each (a throwaway agent on synthetic data, torch's global
+    generator restored after), rendered environment steps for a second, evaluations included.
+    """
+    rng_state = torch.get_rng_state()
+    try:
+        agent = SLACAgent(cfg, action_dim, device)
+        schedule = parallel.choose(agent)
+        batch = synthetic_replay(cfg, action_dim, steps=500).sample(cfg.batch_size,
+                                                                     cfg.sequence_length)
+        model = min(_timed(lambda: schedule.update_model(batch.rows(0, cfg.model_batch_size)),
+                           1))
+        update = min(_timed(lambda: schedule.update(batch), 1))
+        schedule.close()
+    finally:
+        torch.set_rng_state(rng_state)
+    env_steps_s, _ = env_speed(cfg, seconds=1.0)
+    agent_steps = max(0, cfg.env_steps - cfg.random_steps) / cfg.action_repeat
+    evaluations = cfg.env_steps // cfg.eval_every * cfg.eval_episodes * 1000  # env steps
+    out = {"pretraining_s": cfg.pretrain_updates * model,
+           "updates_s": agent_steps * cfg.updates_per_step * update,
+           "environment_s": (cfg.env_steps + evaluations) / env_steps_s}
+    out["total_s"] = sum(out.values())
+    return out
+
+
 def replay_bytes(cfg: Config, action_dim: int) -> int:
     """Bytes a run's replay of ``replay_capacity`` steps maps (margin included)."""
     with tempfile.TemporaryDirectory() as d:

@@ -2,7 +2,8 @@
 
 A checkpoint file is ``MAGIC``, the SHA-256 of the payload in hex, a newline, then the payload
 (``torch.save`` bytes). Loading verifies the checksum; a damaged newest checkpoint is skipped
-with a warning in favour of the one before it. The newest ``KEEP`` checkpoints are kept.
+with a warning in favour of the one before it. The newest ``KEEP`` checkpoints that verify are
+kept; damaged ones are deleted when a new checkpoint is written.
 """
 
 from __future__ import annotations
@@ -39,12 +40,16 @@ def atomic_write_bytes(data: bytes, path: str | os.PathLike, chunk: int = 1 << 2
     """``path`` holds either its old content or all of ``data``, whenever the process dies."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        for i in range(0, len(data), chunk):
-            f.write(data[i:i + chunk])
-            _fault_point("checkpoint-write")
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(tmp, "wb") as f:
+            for i in range(0, len(data), chunk):
+                f.write(data[i:i + chunk])
+                _fault_point("checkpoint-write")
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # no partial file left behind (a full disk, say)
+        raise
     os.replace(tmp, path)
     _fsync_dir(path.parent)
 
@@ -56,14 +61,28 @@ def dumps(obj) -> bytes:
     return MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload
 
 
-def loads(data: bytes, device: torch.device | str = "cpu"):
+def payload(data: bytes) -> bytes:
+    """The verified payload of a checkpoint file's bytes; ``CorruptCheckpoint`` otherwise."""
     header = len(MAGIC) + 65
     if not data.startswith(MAGIC) or len(data) < header:
         raise CorruptCheckpoint("not a slac checkpoint, or truncated")
-    digest, payload = data[len(MAGIC):header - 1].decode(), data[header:]
-    if hashlib.sha256(payload).hexdigest() != digest:
+    digest, body = data[len(MAGIC):header - 1].decode(errors="replace"), data[header:]
+    if hashlib.sha256(body).hexdigest() != digest:
         raise CorruptCheckpoint("checksum mismatch")
-    return torch.load(io.BytesIO(payload), map_location=device, weights_only=False)
+    return body
+
+
+def loads(data: bytes, device: torch.device | str = "cpu"):
+    return torch.load(io.BytesIO(payload(data)), map_location=device, weights_only=False)
+
+
+def verifies(path: str | os.PathLike) -> bool:
+    """Whether the checkpoint file at ``path`` is whole (its checksum holds)."""
+    try:
+        payload(Path(path).read_bytes())
+    except (CorruptCheckpoint, OSError):
+        return False
+    return True
 
 
 def atomic_save(obj, path: str | os.PathLike) -> None:
@@ -90,9 +109,30 @@ def save_checkpoint(run_dir: str | os.PathLike, state: dict, index: tuple[int, i
     d.mkdir(parents=True, exist_ok=True)
     path = d / f"ckpt-{index[0]:012d}-{index[1]:09d}.pt"
     atomic_save(state, path)
-    for old in list_checkpoints(run_dir)[KEEP:]:
-        old.unlink(missing_ok=True)
+    kept = 1  # the one just written; then the newest older ones that verify, never a damaged one
+    for old in list_checkpoints(run_dir):
+        if old == path:
+            continue
+        if kept < KEEP and verifies(old):
+            kept += 1
+        else:
+            old.unlink(missing_ok=True)
     return path
+
+
+def newest_intact(run_dir: str | os.PathLike) -> Path | None:
+    """The newest checkpoint of the run that verifies, or None."""
+    return next((p for p in list_checkpoints(run_dir) if verifies(p)), None)
+
+
+def describe_intact(run_dir: str | os.PathLike) -> str:
+    """Which checkpoint a rerun would resume from, in words, for error messages."""
+    path = newest_intact(run_dir)
+    if path is None:
+        return "no checkpoint was saved yet, so a rerun starts the run again"
+    steps, updates = _NAME.match(path.name).groups()
+    return (f"checkpoint {path.name} (env step {int(steps)}, pretraining update "
+            f"{int(updates)}) is intact; rerun the same command to resume from it")
 
 
 def load_latest(run_dir: str | os.PathLike, device: torch.device | str = "cpu"):
@@ -128,9 +168,15 @@ def load_agent_state(run_dir: str | os.PathLike, device: torch.device | str = "c
 
 def _fault_point(name: str) -> None:
     """Testing aid: ``SLAC_FAULT=checkpoint-write:N`` SIGKILLs this process at the N-th time it
-    passes ``name``, so tests can kill a real run inside a checkpoint write."""
+    passes ``name``, so tests can kill a real run inside a checkpoint write;
+    ``SLAC_FAULT=checkpoint-write:sleep=S`` makes each pass take S seconds more."""
     spec = os.environ.get("SLAC_FAULT")
     if not spec or not spec.startswith(name + ":"):
+        return
+    if spec.startswith(name + ":sleep="):
+        import time
+
+        time.sleep(float(spec.split("=")[1]))
         return
     _fault_counts[name] = _fault_counts.get(name, 0) + 1
     if _fault_counts[name] == int(spec.split(":")[1]):

@@ -203,8 +203,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from slac import plot
 
+    check_writable(str(Path(args.out).absolute().parent), "--out directory")
     try:
         table = plot.plot(args.run_dirs, args.out, args.band)
     except (FileNotFoundError, ValueError) as e:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -81,7 +82,7 @@ class Config:
     overlap: bool = _f(True, "on a CPU with 2+ threads, split each update over two threads, one "
                              "each (same results up to fp32 rounding)")
     log_every: int = _f(1_000, "environment steps between train.csv rows")
-    checkpoint_every: int = _f(10_000, "environment steps between checkpoints (also on INT/TERM)")
+    checkpoint_every: int = _f(10_000, "environment steps between checkpoints (also on a signal)")
     pretrain_checkpoint_every: int = _f(2_000, "model pretraining updates between checkpoints")
     video: bool = _f(False, "save an mp4 of one evaluation episode per evaluation (RUN_DIR/videos)")
     model_lr: float = _f(1e-4, "Adam learning rate of the latent model")
@@ -160,13 +161,21 @@ def resolve(cfg: Config) -> Config:
         if value < 0 or (value == 0 and name not in ALLOW_ZERO):
             kind = "non-negative" if name in ALLOW_ZERO else "positive"
             raise ConfigError(f"--{name.replace('_', '-')} must be {kind}, got {value}")
-    for name in ("model_lr", "pretrain_model_lr", "actor_lr", "critic_lr", "alpha_lr"):
-        if (value := getattr(c, name)) is not None and not value > 0:
-            raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
-    if c.decoder_var <= 0:
-        raise ConfigError(f"--decoder-var must be positive, got {c.decoder_var}")
-    if c.threads < 0:
-        raise ConfigError(f"--threads must be 0 (all cores) or positive, got {c.threads}")
+    for name in ("model_lr", "pretrain_model_lr", "actor_lr", "critic_lr", "alpha_lr",
+                  "decoder_var"):
+        if (value := getattr(c, name)) is not None and not (value > 0 and math.isfinite(value)):
+            raise ConfigError(f"--{name.replace('_', '-')} must be positive and finite, "
+                              f"got {value}")
+    if not 0 <= c.gamma <= 1:  # also false for NaN
+        raise ConfigError(f"--gamma must be in [0, 1], got {c.gamma}")
+    if not 0 < c.tau <= 1:
+        raise ConfigError(f"--tau must be in (0, 1], got {c.tau}")
+    if not 0 <= c.seed < 2**31:
+        raise ConfigError(f"--seed must be in [0, 2^31), got {c.seed}")
+    cores = os.cpu_count() or 1
+    if c.threads < 0 or c.threads > 4 * cores:
+        raise ConfigError(f"--threads must be 0 (all cores) or 1..{4 * cores} on this machine "
+                          f"of {cores} cores, got {c.threads}")
     for name in ("device", "render_quality", "preset", "init"):
         choices = Config.__dataclass_fields__[name].metadata["choices"]
         if getattr(c, name) not in choices and not (name == "preset" and c.preset is None):
@@ -195,23 +204,44 @@ def resolve(cfg: Config) -> Config:
     return c
 
 
-def check_writable(run_dir: str) -> None:
+def check_writable(run_dir: str, what: str = "run directory") -> None:
     """Fail before anything is written if ``run_dir`` cannot be created or written."""
     p = Path(run_dir).absolute()
     existing = p
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir():
-        raise ConfigError(f"run directory {run_dir!r}: {existing} is not a directory")
+        raise ConfigError(f"{what} {run_dir!r}: {existing} is not a directory")
     try:  # a real probe: permission bits do not tell root, read-only mounts or full disks
         os.rmdir(tempfile.mkdtemp(prefix=".slac-probe-", dir=existing))
     except OSError as e:
-        raise ConfigError(f"run directory {run_dir!r} is not writable: {e.strerror}") from None
+        raise ConfigError(f"{what} {run_dir!r} is not writable: {e.strerror}") from None
 
 
 # May differ when a run is resumed: they change how long or where it runs, not what it learns.
 RESUMABLE_CHANGES = (
     "run_dir", "env_steps", "threads", "overlap", "device", "log_every", "video", "compile")
+
+
+# Cannot change when a run is resumed, even with --override: the networks' shapes, the task
+# (its action size and data) and the replay's layout are in the checkpoint and the replay files.
+FIXED = {
+    "task": "the task decides the action size and the data in the replay",
+    "hidden": "it changes the networks' shapes", "z1_dim": "it changes the networks' shapes",
+    "z2_dim": "it changes the networks' shapes",
+    "feature_dim": "it changes the networks' shapes",
+    "conv_width": "it changes the networks' shapes",
+    "sequence_length": "it changes the actor's input size",
+    "replay_capacity": "it changes the replay's layout on disk",
+    "checkpoint_every": "it sets the replay's margin, part of its layout on disk",
+    "action_repeat": "it sets the replay's margin and what a stored step means",
+}
+
+
+def fixed_differences(stored: Config, given: dict) -> list[str]:
+    """Flags given on resume that change what a run cannot change, with the reason."""
+    return [f"--{k.replace('_', '-')} {v} (run has {getattr(stored, k)}: {FIXED[k]})"
+            for k, v in given.items() if k in FIXED and getattr(stored, k) != v]
 
 
 def differences(stored: Config, given: dict) -> list[str]:

@@ -26,21 +26,27 @@ from slac.config import (
     ConfigError,
     check_writable,
     differences,
+    fixed_differences,
     from_dict,
     resolve,
     save_json,
     to_dict,
     with_preset,
 )
-from slac.evaluate import evaluate, summary
+from slac.evaluate import EvaluationStopped, evaluate, summary
 from slac.logger import Logger, Metrics, NonFiniteLoss, Progress
 from slac.policy import Policy, PolicyHistory
-from slac.replay import Replay, checkpoint_margin
+from slac.replay import Replay, ReplayDamaged, checkpoint_margin
+from slac.rundir import RunDirError, RunLock, check_usable
 from slac.tasks import get_task, random_action
 
 
 class _Stop(Exception):
     pass
+
+
+ESTIMATE_FROM = 100_000  # env steps from which a CPU run without a preset says how long it takes
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # HUP: the terminal closed
 
 
 ACTIVE_UNIT_FRAMES = 256  # frames of the replay the active_z1 column of train.csv is measured on
@@ -52,7 +58,7 @@ class Trainer:
 
     VIZ_STEPS = 16  # steps of the model-prediction grid logged at each evaluation
 
-    def __init__(self, cfg: Config, resume: dict | None = None):
+    def __init__(self, cfg: Config, resume: dict | None = None, override: bool = False):
         self.cfg = cfg
         self.spec = get_task(cfg.task)
         self.run_dir = Path(cfg.run_dir)
@@ -66,14 +72,44 @@ class Trainer:
         self.eval_env = envs.make(cfg.task, cfg.seed + 1_000_000, cfg.action_repeat,
                                   cfg.render_quality)
         self.action_dim = self.env.action_dim
-        self.run_dir.mkdir(parents=True, exist_ok=True)  # after the environments proved usable
+        # after the environments proved usable: the directory, and this run's lock on it
+        created = not self.run_dir.exists()
+        try:
+            self.lock = RunLock(self.run_dir).acquire()
+        except RunDirError as e:
+            self.env.close()
+            self.eval_env.close()
+            raise ConfigError(str(e)) from None
+        try:
+            self._open(resume, override)
+        except BaseException:
+            self.env.close()
+            self.eval_env.close()
+            self.lock.release()
+            if created:  # a new run that could not start leaves nothing behind
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+            raise
+
+    def _open(self, resume: dict | None, override: bool) -> None:
+        cfg = self.cfg
         if resume is None:
             for stale in ("replay", "tb", checkpoint.CHECKPOINT_DIR):
                 shutil.rmtree(self.run_dir / stale, ignore_errors=True)
-        self.replay = Replay(cfg.replay_capacity, self.action_dim, seed=cfg.seed,
-                             directory=self.run_dir / "replay",
-                             margin=checkpoint_margin(cfg.checkpoint_every, cfg.action_repeat))
         self.agent = SLACAgent(cfg, self.action_dim, self.device)
+        margin = checkpoint_margin(cfg.checkpoint_every, cfg.action_repeat)
+        replay_bytes = Replay.bytes_needed(cfg.replay_capacity, self.action_dim, margin)
+        self._check_disk(replay_bytes if resume is None else 0)
+        try:
+            self.replay = Replay(cfg.replay_capacity, self.action_dim, seed=cfg.seed,
+                                 directory=self.run_dir / "replay", margin=margin,
+                                 create=resume is None,
+                                 on_damage="exclude" if override else "raise")
+            if resume is not None:
+                self.replay.load_state_dict(resume["replay"])
+        except ReplayDamaged as e:
+            raise ConfigError(f"{self.run_dir}: {e}. Start a new --run-dir, or rerun with "
+                              "--override to continue on what is left (the damaged part is "
+                              "left out of sampling)") from None
         self.updates_schedule = parallel.choose(self.agent)  # how updates use the threads
         self.history = PolicyHistory(cfg.sequence_length, self.action_dim)
         self.phase = "random"
@@ -95,6 +131,20 @@ class Trainer:
         self.logger = Logger(self.run_dir, resume["logs"] if resume else None)
         self.progress = Progress(f"[{cfg.task} s{cfg.seed}]")
         self._stop_signal = 0
+
+    def _check_disk(self, replay_bytes: int) -> None:
+        """Refuse to start when the disk cannot hold what the run will write: the replay (if
+        new) and its checkpoints (networks and optimiser moments, newest two and one being
+        written, and agent.pt)."""
+        nets = (self.agent.model, self.agent.actor, self.agent.critic, self.agent.critic_target)
+        weights = sum(p.numel() * p.element_size() for n in nets for p in n.parameters())
+        checkpoints = (checkpoint.KEEP + 2) * 3 * weights
+        free = shutil.disk_usage(self.run_dir).free
+        if replay_bytes + checkpoints > free:
+            raise ConfigError(
+                f"{self.run_dir}: the run needs about {(replay_bytes + checkpoints) / 1e9:.2f} GB "
+                f"(replay {replay_bytes / 1e9:.2f} GB, checkpoints {checkpoints / 1e9:.2f} GB) "
+                f"and the disk has {free / 1e9:.2f} GB free")
 
     @property
     def wall_time(self) -> float:
@@ -161,6 +211,7 @@ class Trainer:
     def train(self) -> None:
         cfg = self.cfg
         self.agent.set_model_lr(cfg.model_lr)
+        self._maybe_evaluate()  # one a signal interrupted before this run's checkpoint
         while self.env_step < cfg.env_steps:
             if not self.in_episode:
                 self._begin_episode()
@@ -194,10 +245,16 @@ class Trainer:
             f"action repeat {cfg.action_repeat} | decoder var {cfg.decoder_var} | "
             f"MUJOCO_GL={os.environ.get('MUJOCO_GL')}"
         )
+        if not resumed and self.device.type == "cpu" and cfg.preset is None \
+                and cfg.env_steps >= ESTIMATE_FROM:
+            self._say_how_long()
+        excluded, window = self.replay.damage()
+        if excluded:
+            self.progress.message(f"the replay lost {excluded} of its {window} frames "
+                                  "(--override): they are left out of sampling")
         handlers = {}
         if threading.current_thread() is threading.main_thread():  # only it may take signals
-            handlers = {s: signal.signal(s, self._on_signal)
-                        for s in (signal.SIGINT, signal.SIGTERM)}
+            handlers = {s: signal.signal(s, self._on_signal) for s in STOP_SIGNALS}
         try:
             if self.phase == "random":
                 self.collect_random()
@@ -218,20 +275,38 @@ class Trainer:
                                   "Run the same command again to resume.")
             return 128 + self._stop_signal
         except NonFiniteLoss as e:
-            self.progress.message(f"error: {e}. Stopped; the last good checkpoint is kept.")
+            self.progress.message(f"error: {e}. Stopped; "
+                                  f"{checkpoint.describe_intact(self.run_dir)}.")
             return 1
         except OSError as e:
             self.progress.message(f"error: cannot write the run directory {self.run_dir}: {e}. "
-                                  "Stopped; the last complete checkpoint is intact.")
+                                  f"Stopped; {checkpoint.describe_intact(self.run_dir)}.")
             return 1
         finally:
             for s, h in handlers.items():
                 signal.signal(s, h)
             self.close()
 
+    def _say_how_long(self) -> None:
+        """The protocol's estimated duration here, before a long CPU run starts."""
+        from slac import bench
+
+        self.progress.message("estimating how long this run takes on this CPU ...")
+        t = bench.protocol_seconds(self.cfg, self.action_dim, self.device)
+        self.progress.message(
+            f"on this CPU the protocol takes about {_duration(t['total_s'])} (pretraining "
+            f"{_duration(t['pretraining_s'])}, updates {_duration(t['updates_s'])}, environment "
+            f"{_duration(t['environment_s'])}); `--preset cpu` runs the same method at smaller "
+            "sizes within hours (docs/cpu-learning.md)")
+
     # ------------------------------------------------------------------ bookkeeping
     def _on_signal(self, signum, frame) -> None:
-        self._stop_signal = signum  # acted on at the next consistent point
+        if self._stop_signal and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: now; the last checkpoint stays valid
+        if not self._stop_signal:
+            self._stop_signal = signum  # acted on at the next consistent point, within seconds
+            self.progress.message(f"{signal.Signals(signum).name}: stopping at the next step "
+                                  "with a checkpoint (Ctrl-C again to exit at once)")
 
     def _check_stop(self) -> None:
         if self._stop_signal:
@@ -252,8 +327,20 @@ class Trainer:
 
     def _evaluate(self) -> None:
         self.progress.message(f"evaluating at {self.env_step} env steps ...")
-        returns, episode = evaluate(Policy(self.agent, self.env_step), self.eval_env,
-                                    self.cfg.eval_episodes, record_first=True)
+        # a signal discards the evaluation: its environment and generators go back to where
+        # it began, so the resumed run redoes it exactly
+        before = (self.eval_env.get_state(), torch.get_rng_state(),
+                  torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
+        try:
+            returns, episode = evaluate(Policy(self.agent, self.env_step), self.eval_env,
+                                        self.cfg.eval_episodes, record_first=True,
+                                        should_stop=lambda: bool(self._stop_signal))
+        except EvaluationStopped:
+            self.eval_env.set_state(before[0])
+            torch.set_rng_state(before[1])
+            if before[2] is not None:
+                torch.cuda.set_rng_state_all(before[2])
+            raise _Stop from None
         video = (self.run_dir / "videos" / f"eval-{self.env_step:09d}.mp4"
                  if self.cfg.video else None)
         viz.log_episode(self.logger.tb, self.agent.model, episode.frames, episode.actions,
@@ -327,7 +414,6 @@ class Trainer:
         if state["rng"]["cuda"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.rng.bit_generator.state = state["rng"]["numpy"]
-        self.replay.load_state_dict(state["replay"])
         self.env.set_state(state["env"])
         if not state["env"].get("exact", True):  # this environment restarts its episode
             self.in_episode = False
@@ -339,6 +425,7 @@ class Trainer:
         self.logger.close()
         self.env.close()
         self.eval_env.close()
+        self.lock.release()
 
 
 def open_run(given: dict, override: bool = False) -> tuple[Config, dict | None]:
@@ -351,13 +438,23 @@ def open_run(given: dict, override: bool = False) -> tuple[Config, dict | None]:
     ``ConfigError``) unless ``override``.
     """
     default = Config(**with_preset(given))
+    if "run_dir" in given and given["run_dir"] is not None and not str(given["run_dir"]).strip():
+        raise ConfigError("--run-dir must not be empty")
     run_dir = given.get("run_dir") or os.path.join("runs", f"{default.task}-seed{default.seed}")
+    try:
+        check_usable(run_dir)
+    except RunDirError as e:
+        raise ConfigError(str(e)) from None
     resume = None
     if checkpoint.list_checkpoints(run_dir):
         resume = checkpoint.load_latest(run_dir)
         if resume is None:
             raise ConfigError(f"{run_dir}: every checkpoint is damaged; use a new --run-dir")
         stored = from_dict(resume["config"])
+        fixed = fixed_differences(stored, with_preset(given))
+        if fixed:
+            raise ConfigError(f"{run_dir} holds a run that cannot take {'; '.join(fixed)}, "
+                              "not even with --override; use a new --run-dir")
         diffs = differences(stored, given)
         if diffs and not override:
             raise ConfigError(f"{run_dir} holds a run with other settings: {'; '.join(diffs)}."
@@ -366,6 +463,10 @@ def open_run(given: dict, override: bool = False) -> tuple[Config, dict | None]:
     else:
         cfg = resolve(default)
     check_writable(cfg.run_dir)
+    try:
+        runtime.resolve_device(cfg.device)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     return cfg, resume
 
 
@@ -373,7 +474,7 @@ def start(given: dict, override: bool = False) -> Trainer:
     """A :class:`Trainer` for the run that ``given`` names, new or resumed (:func:`open_run`)."""
     cfg, resume = open_run(given, override)
     try:
-        return Trainer(cfg, resume)
+        return Trainer(cfg, resume, override)
     except envs.EnvError as e:
         raise ConfigError(str(e)) from None
 
@@ -404,6 +505,12 @@ def train(config: Config, override: bool = False) -> Path:
         raise TrainingStopped(f"{trainer.run_dir}: stopped at env step {trainer.env_step} "
                               f"(exit status {status})", status)
     return trainer.run_dir
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 2 * 86400:
+        return f"{seconds / 86400:.1f} days"
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
 
 
 def _hms(seconds: float) -> str:

@@ -4,6 +4,7 @@ import csv
 from pathlib import Path
 
 import pytest
+from conftest import SLAC as SLAC_CMD
 from conftest import TINY, run
 
 pytestmark = pytest.mark.e2e  # every test here runs the command in a subprocess
@@ -66,6 +67,18 @@ BAD = [
     (["--decoder-var", "-1"], "--decoder-var must be positive"),
     (["--pretrain-model-lr", "0"], "--pretrain-model-lr must be positive"),
     (["--model-lr=-1e-4"], "--model-lr must be positive"),
+    (["--decoder-var", "nan"], "--decoder-var must be positive and finite, got nan"),
+    (["--decoder-var", "inf"], "--decoder-var must be positive and finite, got inf"),
+    (["--model-lr", "inf"], "--model-lr must be positive and finite"),
+    (["--critic-lr", "nan"], "--critic-lr must be positive and finite"),
+    (["--gamma", "1.5"], "--gamma must be in [0, 1], got 1.5"),
+    (["--gamma=-0.1"], "--gamma must be in [0, 1]"),
+    (["--gamma", "nan"], "--gamma must be in [0, 1]"),
+    (["--tau", "nan"], "--tau must be in (0, 1]"),
+    (["--tau", "0"], "--tau must be in (0, 1]"),
+    (["--seed=-1"], "--seed must be in [0, 2^31)"),
+    (["--threads", "1000"], "--threads must be 0 (all cores) or 1.."),
+    (["--run-dir", ""], "--run-dir must not be empty"),
 ]
 
 
@@ -89,6 +102,112 @@ def test_unwritable_run_dir(tmp_path):
         assert done.returncode == 2, done.stderr
         assert done.stderr.count("\n") == 1 and "run directory" in done.stderr
     assert blocker.read_text() == "x"
+
+
+def test_device_cuda_without_cuda_is_one_line(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    for cmd in (["train", "--run-dir", str(tmp_path / "run"), *TINY], ["bench"]):
+        done = run(*cmd, "--device", "cuda")
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+        assert "no CUDA device is available" in done.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_foreign_directory_is_refused(tmp_path):
+    """slac train writes only into a new or empty directory or one of its own runs."""
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "config.json").write_text("{}")  # someone else's files, no slac marker
+    (foreign / "eval.csv").write_text("a,b\n")
+    done = run("train", "--run-dir", str(foreign), *TINY)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "not a slac run" in done.stderr
+    assert (foreign / "config.json").read_text() == "{}"
+    assert sorted(p.name for p in foreign.iterdir()) == ["config.json", "eval.csv"]
+
+
+def test_a_second_writer_is_refused_naming_the_first_and_a_dead_one_does_not_block(tmp_path):
+    """One writer per run directory: a real process holds the run's lock; `slac train` on the
+    same directory exits 2 naming its PID; once it is killed, the lock is gone with it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    run_dir = tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from slac.rundir import RunLock; "
+         f"RunLock({str(run_dir)!r}).acquire(); print('locked', flush=True); time.sleep(600)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        done = run("train", "--run-dir", str(run_dir), *TINY)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+        assert f"in use by another slac train (PID {holder.pid})" in done.stderr
+        assert sorted(p.name for p in run_dir.iterdir()) == [".slac-run"]  # nothing written
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
+    from slac.rundir import RunLock
+
+    RunLock(run_dir).acquire().release()  # the dead holder's lock is gone
+
+
+def test_plot_into_an_unwritable_place_is_one_line(trained_run):
+    done = run("plot", str(trained_run), "--out", "/proc/slac/fig.png")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "--out directory" in done.stderr
+
+
+def test_override_cannot_change_the_task_or_the_networks_shapes(trained_run):
+    for flag, value in (("--hidden", "64"), ("--task", "walker-walk"), ("--conv-width", "8")):
+        done = run("train", "--run-dir", str(trained_run), flag, value, "--override")
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+        assert f"cannot take {flag} {value}" in done.stderr and "not even with --override" \
+            in done.stderr
+
+
+@pytest.mark.parametrize("damage", ["missing", "flipped"])
+def test_a_damaged_replay_stops_the_resume_unless_overridden(trained_run, tmp_path, damage):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_run, run_dir)
+    frames = run_dir / "replay" / "frames.bin"
+    if damage == "missing":
+        frames.unlink()
+    else:
+        data = bytearray(frames.read_bytes())
+        data[100 * 64 * 64 * 3 + 5] ^= 0xFF  # a frame inside the stored window
+        frames.write_bytes(bytes(data))
+    done = run("train", "--run-dir", str(run_dir))
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert ("is missing" if damage == "missing" else "blocks of the replay") in done.stderr
+    assert "--override" in done.stderr
+    done = run("train", "--run-dir", str(run_dir), "--override")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "left out of sampling" in done.stderr
+
+
+def test_paper_defaults_on_a_cpu_say_how_long_they_take(tmp_path):
+    import subprocess
+
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    proc = subprocess.Popen([*SLAC_CMD, "train", "--task", "cartpole-swingup", "--run-dir",
+                             str(tmp_path / "run")], stderr=subprocess.PIPE, text=True)
+    try:
+        lines = [proc.stderr.readline() for _ in range(3)]
+    finally:
+        proc.kill()
+        proc.wait()
+    said = "".join(lines)
+    assert "on this CPU the protocol takes about" in said and "--preset cpu" in said, said
 
 
 def test_eval_without_agent(tmp_path):

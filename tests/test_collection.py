@@ -127,10 +127,13 @@ def test_a_non_mujoco_gym_task_resumes(tmp_path):
     assert proc.returncode == 128 + signal.SIGTERM, out[-2000:]
     state = checkpoint.load_latest(run_dir)
     assert state["counters"]["in_episode"] and not state["env"]["exact"]
-    stopped = state["counters"]["env_step"]
+    stopped, slot = state["counters"]["env_step"], state["replay"]["next"]
     assert 0 < stopped < 300
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"resuming {run_dir} at env step {stopped}" in done.stderr
+    # the environment could not be restored mid-episode, so the resumed run began a new one
+    first = np.fromfile(run_dir / "replay" / "first.bin", dtype=np.bool_)
+    assert first[slot] and not first[slot - 1]
     rows = (run_dir / "eval.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["600"]

@@ -1,6 +1,7 @@
 """Durable runs: kill -9 and exact resume, damaged checkpoints, refused changes, failures."""
 
 import csv
+import dataclasses
 import os
 import re
 import shutil
@@ -166,6 +167,47 @@ def test_sigint_stops_with_a_checkpoint_the_run_resumes_exactly_from(reference, 
     assert train_rows(run_dir) == train_rows(reference)
 
 
+def test_a_signal_during_an_evaluation_discards_it_and_the_resume_redoes_it_exactly(reference,
+                                                                                   tmp_path):
+    """SIGHUP (a closed terminal) while the evaluation at 800 steps runs: the run stops within
+    that evaluation, which is not written; the resumed run evaluates again from the same
+    state and ends exactly as the run left alone."""
+    run_dir = tmp_path / "run"
+    proc = start(run_dir)
+    wait_for_line(proc, "evaluating at 800 env steps")
+    proc.send_signal(signal.SIGHUP)
+    code, out = finish(proc)
+    assert code == 128 + signal.SIGHUP, out[-2000:]
+    assert "SIGHUP: stopping" in out
+    assert_checkpoint_holds_the_stop(run_dir, out)
+    assert "stopped at env step 800;" in out
+    assert [r["env_step"] for r in returns(run_dir)] == ["400"]  # the 800 one was discarded
+    code, out = finish(start(run_dir))
+    assert code == 0, out[-3000:]
+    assert returns(run_dir) == returns(reference)
+    assert train_rows(run_dir) == train_rows(reference)
+    assert same_state(final_weights(run_dir), final_weights(reference))
+
+
+def test_a_second_ctrl_c_exits_at_once_and_the_last_checkpoint_stays_valid(tmp_path):
+    """The first SIGINT is acknowledged and stops at the next step with a checkpoint; a
+    second one does not wait for that (here a checkpoint write made to take a minute)."""
+    run_dir = tmp_path / "run"
+    proc = start(run_dir, fault="checkpoint-write:sleep=60")
+    wait_for_line(proc, "random ")
+    proc.send_signal(signal.SIGINT)
+    wait_for_line(proc, "SIGINT: stopping at the next step")
+    time.sleep(1.0)  # now inside the slowed checkpoint write
+    assert proc.poll() is None
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    code, out = finish(proc, timeout=30)
+    assert time.monotonic() - t0 < 10
+    assert code == 128 + signal.SIGINT and "interrupted" in out, out[-2000:]
+    assert not list((run_dir / "checkpoints").glob("*.tmp"))  # the partial write is removed
+    assert checkpoint.list_checkpoints(run_dir) == []  # none was complete: nothing half-written
+
+
 def test_resume_falls_back_past_a_damaged_newest_checkpoint_and_stays_exact(reference,
                                                                            tmp_path):
     """The finished reference run with its newest checkpoint damaged: rerunning the command
@@ -271,6 +313,17 @@ def test_damaged_newest_checkpoint_falls_back(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert checkpoint.load_latest(tmp_path) is None
+
+
+def test_pruning_keeps_the_newest_checkpoints_that_verify(tmp_path):
+    """A damaged checkpoint is never kept in place of a good older one."""
+    for i in (1, 2, 3):
+        checkpoint.save_checkpoint(tmp_path, {"step": i}, (i, 0))
+    newest = checkpoint.list_checkpoints(tmp_path)[0]
+    newest.write_bytes(newest.read_bytes()[:-10])  # ckpt 3 damaged; 2 is the good one
+    checkpoint.save_checkpoint(tmp_path, {"step": 4}, (4, 0))
+    kept = [checkpoint.load(p)["step"] for p in checkpoint.list_checkpoints(tmp_path)]
+    assert kept == [4, 2]
 
 
 def test_checkpoint_roundtrip_and_checksum(tmp_path):
@@ -399,3 +452,80 @@ def test_a_train_csv_begun_by_an_older_version_keeps_its_columns(tmp_path):
     log.close()
     rows = list(csv.DictReader(open(path)))
     assert [list(r.values()) for r in rows] == [["1000", "pretrain", "-5"], ["2000", "train", "-6"]]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 64 MB tmpfs (needs root; skipped otherwise)."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mnt)],
+                          capture_output=True, text=True)
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=True)
+
+
+TINY_NETS = ["--hidden", "32", "--z2-dim", "16", "--conv-width", "4", "--feature-dim", "32"]
+
+
+def test_a_disk_too_small_for_the_run_is_refused_before_it_starts(small_disk):
+    run_dir = small_disk / "run"
+    code, out = finish(start(run_dir))  # a replay of 100k steps: 1.2 GB
+    assert code == 2, out[-2000:]
+    assert "the run needs about 1." in out and "GB free" in out
+    assert out.strip().count("\n") == 0  # one line
+    assert not run_dir.exists()  # nothing left behind
+
+
+def test_a_disk_that_fills_during_the_run_stops_it_with_no_partial_files(small_disk):
+    """The replay fits and is allocated whole; then the disk fills (another writer) before
+    the first checkpoint: the run stops with one clear message naming what is intact (no
+    checkpoint yet) and leaves no partial checkpoint file."""
+    run_dir = small_disk / "run"
+    proc = start(run_dir, "--replay-capacity", "2000", *TINY_NETS)
+    wait_for_line(proc, "random ")
+    filler = small_disk / "filler"
+    with open(filler, "wb") as f:  # take what is left
+        try:
+            while True:
+                f.write(b"\0" * (1 << 20))
+                f.flush()
+        except OSError:
+            pass
+    code, out = finish(proc)
+    assert code == 1, out[-2000:]
+    assert "No space left on device" in out
+    assert "no checkpoint was saved yet" in out
+    assert not list((run_dir / "checkpoints").glob("*"))  # no partial file
+    filler.unlink()
+    code, out = finish(start(run_dir, "--replay-capacity", "2000", *TINY_NETS))
+    assert code == 0, out[-3000:]  # with space again, the same command runs
+
+
+def test_sigterm_in_pretraining_stops_there_and_the_resume_is_exact(tmp_path):
+    """In-process: SIGTERM arrives while the model pretrains; the run stops at the next update
+    with a checkpoint there, and resumed it ends exactly as the same run left alone."""
+    from slac.trainer import Trainer
+
+    def cfg(name):
+        return dataclasses.replace(_tiny(tmp_path), pretrain_updates=60, conv_width=8,
+                                   run_dir=str(tmp_path / name))
+
+    alone = Trainer(cfg("alone"))
+    assert alone.run() == 0
+    trainer = Trainer(cfg("stopped"))
+
+    def signal_in_pretraining():
+        while trainer.pretrained < 10:
+            time.sleep(0.001)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=signal_in_pretraining, daemon=True).start()
+    assert trainer.run() == 128 + signal.SIGTERM
+    state = checkpoint.load_latest(tmp_path / "stopped")
+    assert state["counters"]["phase"] == "pretrain" and 10 <= state["counters"]["pretrained"] < 60
+    assert Trainer(cfg("stopped"), resume=state).run() == 0
+    assert returns(tmp_path / "stopped") == returns(tmp_path / "alone")
+    assert train_rows(tmp_path / "stopped") == train_rows(tmp_path / "alone")

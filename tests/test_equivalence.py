@@ -75,7 +75,8 @@ def test_amp_stays_close_to_fp32_and_returns_fp32():
     for got, want in ((got_f, want_f), (got_x, want_x)):
         scale = want.abs().max()
         torch.testing.assert_close(got, want, rtol=0, atol=float(0.015 * scale))
-        assert (got - want).abs().max() > 1e-4 * scale  # it did run in bfloat16
+        assert (got - want).abs().max() > 1e-3 * scale  # it did run in bfloat16 (float16
+        # rounds 8x finer: its error stayed below 0.1% of the scale)
 
 
 def test_compiled_networks_compute_the_same():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from slac.replay import Batch, Replay, episode_masks
+from slac.replay import Batch, Replay, ReplayDamaged, episode_masks
 
 
 def frame(value: int) -> np.ndarray:
@@ -125,15 +125,13 @@ def _fill(replay, steps, rng, episode=13):
                    rng.integers(0, 256, (3, 64, 64), dtype=np.uint8), i % episode == 12)
 
 
-@pytest.mark.parametrize("margin, exact", [(12, True), (0, False)])
-def test_memory_mapped_replay_wraps_and_resumes_what_its_checkpoint_samples(tmp_path, margin,
-                                                                            exact):
+def test_memory_mapped_replay_wraps_and_resumes_what_its_checkpoint_samples(tmp_path):
     """A memory-mapped replay that has wrapped around several times, checkpointed, then written
     further (as a run does before it is killed): reopened from its files and the checkpoint's
     state, it samples exactly what it sampled at the checkpoint, because the writes after it
-    went into the margin. Without a margin they overwrite frames the checkpoint can sample."""
+    went into the margin."""
     rng = np.random.default_rng(0)
-    replay = Replay(40, 2, seed=3, directory=tmp_path, margin=margin)
+    replay = Replay(40, 2, seed=3, directory=tmp_path, margin=12)
     _fill(replay, 200, rng)
     assert replay.size == replay.window  # full, and wrapped around several times
     replay.flush()
@@ -141,8 +139,81 @@ def test_memory_mapped_replay_wraps_and_resumes_what_its_checkpoint_samples(tmp_
     want = replay.sample(16, 8)
     _fill(replay, 5, rng)  # after the checkpoint: at most the margin's worth (2 slots a step)
     del replay
-    resumed = Replay(40, 2, seed=99, directory=tmp_path, margin=margin)
+    resumed = Replay(40, 2, seed=99, directory=tmp_path, margin=12, create=False)
     resumed.load_state_dict(state)
     got = resumed.sample(16, 8)
-    same = all(torch.equal(getattr(got, f), getattr(want, f)) for f in Batch.__annotations__)
-    assert same == exact
+    assert all(torch.equal(getattr(got, f), getattr(want, f)) for f in Batch.__annotations__)
+
+
+def _checkpointed(tmp_path, capacity=3000):
+    rng = np.random.default_rng(0)
+    replay = Replay(capacity, 2, seed=3, directory=tmp_path, margin=12)
+    _fill(replay, capacity + 500, rng)
+    replay.flush()
+    return replay.state_dict()
+
+
+def test_writes_into_the_window_after_a_checkpoint_are_found(tmp_path):
+    """Without a margin the writes after the checkpoint overwrite slots it can sample: the
+    digests find it and the resume stops (never silent garbage)."""
+    rng = np.random.default_rng(0)
+    replay = Replay(40, 2, seed=3, directory=tmp_path, margin=0)
+    _fill(replay, 200, rng)
+    state = replay.state_dict()
+    _fill(replay, 5, rng)
+    with pytest.raises(ReplayDamaged, match="blocks of the replay"):
+        Replay(40, 2, directory=tmp_path, margin=0, create=False).load_state_dict(state)
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated", "flipped"])
+def test_a_damaged_replay_stops_the_resume_or_is_left_out_with_override(tmp_path, damage):
+    state = _checkpointed(tmp_path)
+    path = tmp_path / ("frames.bin" if damage != "truncated" else "actions.bin")
+    if damage == "missing":
+        path.unlink()
+    elif damage == "truncated":
+        with open(path, "r+b") as f:
+            f.truncate(path.stat().st_size // 2)
+    else:  # one byte of one frame in the middle of the window
+        with open(path, "r+b") as f:
+            f.seek(1500 * 64 * 64 * 3 + 77)
+            byte = f.read(1)
+            f.seek(-1, 1)
+            f.write(bytes([byte[0] ^ 0xFF]))
+    message = {"missing": "is missing", "truncated": "bytes, not",
+               "flipped": "1 of 3 blocks"}[damage]
+    with pytest.raises(ReplayDamaged, match=message):
+        Replay(3000, 2, directory=tmp_path, margin=12, create=False).load_state_dict(state)
+    kept = Replay(3000, 2, directory=tmp_path, margin=12, create=False, on_damage="exclude")
+    kept.load_state_dict(state)
+    excluded, window = kept.damage()
+    if damage == "flipped":
+        assert excluded == kept.BLOCK  # the block of the flipped byte, no more
+        bad = 1500 // kept.BLOCK
+        assert kept.excluded[kept.BLOCK * bad:kept.BLOCK * (bad + 1)].all()
+        flipped = torch.from_numpy(np.asarray(kept.frames[1500]))
+        b = kept.sample(2048, 8)  # never a sequence through the damaged block
+        assert not (b.frames == flipped).flatten(2).all(2).any()
+    else:  # a file recreated empty: nothing of the window is left to sample
+        assert excluded == window
+        with pytest.raises(ValueError, match="no sequence"):
+            kept.sample(4, 8)
+    assert not (tmp_path / "frames.bin.tmp").exists()
+
+
+def test_a_full_disk_fails_when_the_replay_is_created_and_leaves_no_files(tmp_path):
+    """The files are allocated whole: no space shows at once (not as SIGBUS in a later
+    write), and what was created is removed. Needs a small tmpfs, so root."""
+    import subprocess
+
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)],
+                      capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        with pytest.raises(OSError, match="No space left"):
+            Replay(1000, 2, directory=mnt / "replay")  # 12 MB of frames
+        assert list((mnt / "replay").iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)

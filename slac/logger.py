@@ -102,9 +102,12 @@ def _fmt(v):
     return v
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """A duration for people: ``3.1 days``, ``5h07m`` or ``4m09s``."""
     if not math.isfinite(seconds):
         return "?"
+    if seconds >= 2 * 86400:
+        return f"{seconds / 86400:.1f} days"
     s = int(seconds)
     h, m = divmod(s // 60, 60)
     return f"{h}h{m:02d}m" if h else f"{m}m{s % 60:02d}s"
@@ -135,7 +138,7 @@ class Progress:
         rate = (done - self._done0) / elapsed if elapsed > 0 else 0.0
         eta = (total - done) / rate if rate > 0 else float("inf")
         line = (f"{self.prefix} {phase} {done}/{total} ({100 * done / max(total, 1):.0f}%) "
-                f"{rate:.2f}/s ETA {_duration(eta)}" + (f" | {extra}" if extra else ""))
+                f"{rate:.2f}/s ETA {duration(eta)}" + (f" | {extra}" if extra else ""))
         if self.tty:
             self.stream.write("\r\033[K" + line)
         else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 from pathlib import Path
 
 MARKER = ".slac-run"  # marks a run directory as slac's, and is its lock file
@@ -40,6 +41,16 @@ def check_usable(run_dir: str | os.PathLike) -> None:
         return
     raise RunDirError(f"{run_dir} holds files that are not a slac run; use a new or empty "
                       "--run-dir")
+
+
+def check_space(run_dir: str | os.PathLike, replay_bytes: int, checkpoint_bytes: int) -> None:
+    """A ``RunDirError`` with the figures when the disk of ``run_dir`` cannot hold what a run
+    will write there."""
+    need, free = replay_bytes + checkpoint_bytes, shutil.disk_usage(run_dir).free
+    if need > free:
+        raise RunDirError(f"{run_dir}: the run needs about {need / 1e9:.2f} GB (replay "
+                          f"{replay_bytes / 1e9:.2f} GB, checkpoints {checkpoint_bytes / 1e9:.2f}"
+                          f" GB) and the disk has {free / 1e9:.2f} GB free")
 
 
 class RunLock:

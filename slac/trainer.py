@@ -34,10 +34,10 @@ from slac.config import (
     with_preset,
 )
 from slac.evaluate import EvaluationStopped, evaluate, summary
-from slac.logger import Logger, Metrics, NonFiniteLoss, Progress
+from slac.logger import Logger, Metrics, NonFiniteLoss, Progress, duration
 from slac.policy import Policy, PolicyHistory
 from slac.replay import Replay, ReplayDamaged, checkpoint_margin
-from slac.rundir import RunDirError, RunLock, check_usable
+from slac.rundir import RunDirError, RunLock, check_space, check_usable
 from slac.tasks import get_task, random_action
 
 
@@ -98,7 +98,15 @@ class Trainer:
         self.agent = SLACAgent(cfg, self.action_dim, self.device)
         margin = checkpoint_margin(cfg.checkpoint_every, cfg.action_repeat)
         replay_bytes = Replay.bytes_needed(cfg.replay_capacity, self.action_dim, margin)
-        self._check_disk(replay_bytes if resume is None else 0)
+        # checkpoints: the networks and their Adam moments, the newest two, one being written
+        # and agent.pt
+        nets = (self.agent.model, self.agent.actor, self.agent.critic, self.agent.critic_target)
+        weights = sum(p.numel() * p.element_size() for n in nets for p in n.parameters())
+        try:
+            check_space(self.run_dir, replay_bytes if resume is None else 0,
+                        (checkpoint.KEEP + 2) * 3 * weights)
+        except RunDirError as e:
+            raise ConfigError(str(e)) from None
         try:
             self.replay = Replay(cfg.replay_capacity, self.action_dim, seed=cfg.seed,
                                  directory=self.run_dir / "replay", margin=margin,
@@ -131,20 +139,6 @@ class Trainer:
         self.logger = Logger(self.run_dir, resume["logs"] if resume else None)
         self.progress = Progress(f"[{cfg.task} s{cfg.seed}]")
         self._stop_signal = 0
-
-    def _check_disk(self, replay_bytes: int) -> None:
-        """Refuse to start when the disk cannot hold what the run will write: the replay (if
-        new) and its checkpoints (networks and optimiser moments, newest two and one being
-        written, and agent.pt)."""
-        nets = (self.agent.model, self.agent.actor, self.agent.critic, self.agent.critic_target)
-        weights = sum(p.numel() * p.element_size() for n in nets for p in n.parameters())
-        checkpoints = (checkpoint.KEEP + 2) * 3 * weights
-        free = shutil.disk_usage(self.run_dir).free
-        if replay_bytes + checkpoints > free:
-            raise ConfigError(
-                f"{self.run_dir}: the run needs about {(replay_bytes + checkpoints) / 1e9:.2f} GB "
-                f"(replay {replay_bytes / 1e9:.2f} GB, checkpoints {checkpoints / 1e9:.2f} GB) "
-                f"and the disk has {free / 1e9:.2f} GB free")
 
     @property
     def wall_time(self) -> float:
@@ -270,7 +264,12 @@ class Trainer:
             )
             return 0
         except _Stop:
-            self.save_checkpoint()
+            try:
+                self.save_checkpoint()
+            except OSError as e:
+                self.progress.message(f"error: cannot write the stop's checkpoint: {e}; "
+                                      f"{checkpoint.describe_intact(self.run_dir)}.")
+                return 1
             self.progress.message(f"stopped at env step {self.env_step}; checkpoint saved. "
                                   "Run the same command again to resume.")
             return 128 + self._stop_signal
@@ -294,9 +293,9 @@ class Trainer:
         self.progress.message("estimating how long this run takes on this CPU ...")
         t = bench.protocol_seconds(self.cfg, self.action_dim, self.device)
         self.progress.message(
-            f"on this CPU the protocol takes about {_duration(t['total_s'])} (pretraining "
-            f"{_duration(t['pretraining_s'])}, updates {_duration(t['updates_s'])}, environment "
-            f"{_duration(t['environment_s'])}); `--preset cpu` runs the same method at smaller "
+            f"on this CPU the protocol takes about {duration(t['total_s'])} (pretraining "
+            f"{duration(t['pretraining_s'])}, updates {duration(t['updates_s'])}, environment "
+            f"{duration(t['environment_s'])}); `--preset cpu` runs the same method at smaller "
             "sizes within hours (docs/cpu-learning.md)")
 
     # ------------------------------------------------------------------ bookkeeping
@@ -505,12 +504,6 @@ def train(config: Config, override: bool = False) -> Path:
         raise TrainingStopped(f"{trainer.run_dir}: stopped at env step {trainer.env_step} "
                               f"(exit status {status})", status)
     return trainer.run_dir
-
-
-def _duration(seconds: float) -> str:
-    if seconds >= 2 * 86400:
-        return f"{seconds / 86400:.1f} days"
-    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
 
 
 def _hms(seconds: float) -> str:

@@ -189,6 +189,7 @@ def test_a_signal_during_an_evaluation_discards_it_and_the_resume_redoes_it_exac
     assert same_state(final_weights(run_dir), final_weights(reference))
 
 
+@pytest.mark.e2e
 def test_a_second_ctrl_c_exits_at_once_and_the_last_checkpoint_stays_valid(tmp_path):
     """The first SIGINT is acknowledged and stops at the next step with a checkpoint; a
     second one does not wait for that (here a checkpoint write made to take a minute)."""
@@ -282,6 +283,7 @@ def test_changed_hyperparameter_is_refused_unless_overridden(reference):
     assert "resuming" in done.stderr and "done: 1200 env steps" in done.stderr
 
 
+@pytest.mark.e2e
 def test_override_accepts_a_real_change(tmp_path):
     """--override takes a changed setting and the resumed run trains with it."""
     import json
@@ -470,6 +472,7 @@ def small_disk(tmp_path):
 TINY_NETS = ["--hidden", "32", "--z2-dim", "16", "--conv-width", "4", "--feature-dim", "32"]
 
 
+@pytest.mark.e2e
 def test_a_disk_too_small_for_the_run_is_refused_before_it_starts(small_disk):
     run_dir = small_disk / "run"
     code, out = finish(start(run_dir))  # a replay of 100k steps: 1.2 GB
@@ -479,6 +482,7 @@ def test_a_disk_too_small_for_the_run_is_refused_before_it_starts(small_disk):
     assert not run_dir.exists()  # nothing left behind
 
 
+@pytest.mark.e2e
 def test_a_disk_that_fills_during_the_run_stops_it_with_no_partial_files(small_disk):
     """The replay fits and is allocated whole; then the disk fills (another writer) before
     the first checkpoint: the run stops with one clear message naming what is intact (no
@@ -504,6 +508,7 @@ def test_a_disk_that_fills_during_the_run_stops_it_with_no_partial_files(small_d
     assert code == 0, out[-3000:]  # with space again, the same command runs
 
 
+@pytest.mark.e2e
 def test_sigterm_in_pretraining_stops_there_and_the_resume_is_exact(tmp_path):
     """In-process: SIGTERM arrives while the model pretrains; the run stops at the next update
     with a checkpoint there, and resumed it ends exactly as the same run left alone."""

@@ -118,6 +118,9 @@ class Trainer:
             raise ConfigError(f"{self.run_dir}: {e}. Start a new --run-dir, or rerun with "
                               "--override to continue on what is left (the damaged part is "
                               "left out of sampling)") from None
+        except OSError as e:  # the disk filled since the check above, say
+            raise ConfigError(f"cannot create the replay in {self.run_dir}: {e.strerror}; "
+                              "nothing was written") from None
         self.updates_schedule = parallel.choose(self.agent)  # how updates use the threads
         self.history = PolicyHistory(cfg.sequence_length, self.action_dim)
         self.phase = "random"

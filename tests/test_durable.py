@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from slac import checkpoint
-from slac.config import Config
+from slac.config import Config, ConfigError
 from slac.logger import CSVLog
 
 SMALL = ["--task", "cartpole-swingup", "--seed", "0", "--env-steps", "1200",
@@ -534,3 +534,21 @@ def test_sigterm_in_pretraining_stops_there_and_the_resume_is_exact(tmp_path):
     assert Trainer(cfg("stopped"), resume=state).run() == 0
     assert returns(tmp_path / "stopped") == returns(tmp_path / "alone")
     assert train_rows(tmp_path / "stopped") == train_rows(tmp_path / "alone")
+
+
+def test_no_space_for_the_replay_after_the_check_is_one_error_and_leaves_nothing(tmp_path,
+                                                                                 monkeypatch):
+    """The disk fills between the free-space check and the replay's allocation: a ConfigError
+    (one line on the command line), and the new run directory is gone."""
+    import errno
+
+    from slac import replay
+    from slac.trainer import Trainer
+
+    def no_space(fd, offset, length):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(replay.os, "posix_fallocate", no_space)
+    with pytest.raises(ConfigError, match="cannot create the replay .* No space left"):
+        Trainer(_tiny(tmp_path))
+    assert not (tmp_path / "run").exists()

@@ -121,7 +121,6 @@ def test_train_resumes_the_same_run_and_refuses_a_changed_setting(tmp_path, rest
 THIRD_PARTY_PRIVATE = {  # other libraries' private state that exact resume must read and set
     "_step_count", "_reset_next_step",  # dm_control's Environment
     "_elapsed_steps",  # gymnasium's TimeLimit
-    "_env",  # our environment classes' wrapped suite environment, reached through self._env
 }
 
 

@@ -27,7 +27,8 @@ def small_cfg() -> Config:
 SLAC = [sys.executable, "-m", "slac.cli"]
 TINY = ["--task", "cartpole-swingup", "--env-steps", "800", "--random-steps", "400",
         "--pretrain-updates", "3", "--batch-size", "8", "--model-batch-size", "4",
-        "--eval-every", "400", "--eval-episodes", "1", "--threads", "1"]
+        "--eval-every", "400", "--eval-episodes", "1", "--threads", "1",
+        "--replay-capacity", "2000"]  # a small replay: it is allocated on disk whole
 
 
 def run(*args, timeout=600) -> subprocess.CompletedProcess:

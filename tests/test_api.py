@@ -17,7 +17,8 @@ from slac.config import Config, ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_KW = dict(env_steps=800, random_steps=400, pretrain_updates=3, batch_size=8,
-               model_batch_size=4, eval_every=400, eval_episodes=1, threads=1)
+               model_batch_size=4, eval_every=400, eval_episodes=1, threads=1,
+               replay_capacity=2000)
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ def collected(tmp_path, task: str, random_steps: int, **kw) -> Trainer:
     cfg = Config(task=task, run_dir=str(tmp_path / "run"), random_steps=random_steps,
                  env_steps=random_steps, pretrain_updates=0, batch_size=64, model_batch_size=2,
                  hidden=32, z1_dim=4, z2_dim=8, conv_width=4, checkpoint_every=100_000,
-                 threads=1, **kw).resolved()
+                 threads=1, **{"replay_capacity": 4000, **kw}).resolved()
     return Trainer(cfg)
 
 
@@ -115,7 +115,7 @@ def test_a_non_mujoco_gym_task_resumes(tmp_path):
            str(run_dir), "--random-steps", "300", "--env-steps", "600", "--pretrain-updates",
            "2", "--batch-size", "8", "--model-batch-size", "4", "--eval-every", "600",
            "--eval-episodes", "1", "--threads", "1", "--updates-per-step", "1",
-           "--conv-width", "8", "--hidden", "32"]
+           "--conv-width", "8", "--hidden", "32", "--replay-capacity", "2000"]
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)

@@ -23,7 +23,7 @@ from slac.logger import CSVLog
 SMALL = ["--task", "cartpole-swingup", "--seed", "0", "--env-steps", "1200",
          "--random-steps", "400", "--pretrain-updates", "5", "--batch-size", "16",
          "--model-batch-size", "8", "--eval-every", "400", "--eval-episodes", "1",
-         "--checkpoint-every", "400", "--threads", "1"]
+         "--checkpoint-every", "400", "--threads", "1", "--replay-capacity", "2000"]
 
 
 def start(run_dir, *extra, fault=None):
@@ -341,7 +341,7 @@ def _tiny(tmp_path, **kw) -> Config:
     return Config(task="cartpole-swingup", run_dir=str(tmp_path / "run"), env_steps=480,
                   random_steps=400, pretrain_updates=2, batch_size=4, model_batch_size=2,
                   eval_every=10_000, eval_episodes=1, checkpoint_every=400, threads=1,
-                  hidden=32, z2_dim=16, **kw).resolved()
+                  hidden=32, z2_dim=16, replay_capacity=2000, **kw).resolved()
 
 
 def test_nan_in_a_loss_stops_cleanly_keeping_the_last_checkpoint(tmp_path, capsys):
@@ -475,7 +475,7 @@ TINY_NETS = ["--hidden", "32", "--z2-dim", "16", "--conv-width", "4", "--feature
 @pytest.mark.e2e
 def test_a_disk_too_small_for_the_run_is_refused_before_it_starts(small_disk):
     run_dir = small_disk / "run"
-    code, out = finish(start(run_dir))  # a replay of 100k steps: 1.2 GB
+    code, out = finish(start(run_dir, "--replay-capacity", "100000"))  # 1.2 GB
     assert code == 2, out[-2000:]
     assert "the run needs about 1." in out and "GB free" in out
     assert out.strip().count("\n") == 0  # one line
@@ -488,7 +488,7 @@ def test_a_disk_that_fills_during_the_run_stops_it_with_no_partial_files(small_d
     the first checkpoint: the run stops with one clear message naming what is intact (no
     checkpoint yet) and leaves no partial checkpoint file."""
     run_dir = small_disk / "run"
-    proc = start(run_dir, "--replay-capacity", "2000", *TINY_NETS)
+    proc = start(run_dir, *TINY_NETS)
     wait_for_line(proc, "random ")
     filler = small_disk / "filler"
     with open(filler, "wb") as f:  # take what is left
@@ -504,7 +504,7 @@ def test_a_disk_that_fills_during_the_run_stops_it_with_no_partial_files(small_d
     assert "no checkpoint was saved yet" in out
     assert not list((run_dir / "checkpoints").glob("*"))  # no partial file
     filler.unlink()
-    code, out = finish(start(run_dir, "--replay-capacity", "2000", *TINY_NETS))
+    code, out = finish(start(run_dir, *TINY_NETS))
     assert code == 0, out[-3000:]  # with space again, the same command runs
 
 

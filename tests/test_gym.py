@@ -173,7 +173,8 @@ def test_short_cli_run_on_hopper(tmp_path):
     done = run("train", "--task", "gym:Hopper-v5", "--seed", "0", "--run-dir", str(run_dir),
                "--env-steps", "600", "--random-steps", "200", "--pretrain-updates", "5",
                "--batch-size", "16", "--model-batch-size", "8", "--eval-every", "300",
-               "--eval-episodes", "1", "--threads", "1", "--updates-per-step", "1")
+               "--eval-episodes", "1", "--threads", "1", "--updates-per-step", "1",
+               "--replay-capacity", "2000")
     assert done.returncode == 0, done.stderr[-3000:]
     rows = (run_dir / "eval.csv").read_text().splitlines()
     assert rows[0].startswith("env_step,return_mean,return_std") and len(rows) >= 3

@@ -123,7 +123,8 @@ def test_update_matches_plain_equations(small_cfg, one_thread):
         torch.testing.assert_close(stats[k], v.detach(), rtol=1e-4, atol=1e-3)
     g_model = torch.autograd.grad(loss_m, list(model.parameters()))
     for p, g in zip(agent.model.parameters(), g_model, strict=True):
-        torch.testing.assert_close(p.grad, g, rtol=2e-3, atol=1e-4)
+        # a weight gradient sums ~37k fp32 terms in another order: error scales with its size
+        torch.testing.assert_close(p.grad, g, rtol=2e-3, atol=max(1e-4, 2e-4 * g.abs().max()))
     # the model's Adam step from that gradient
     assert_adam_step(model.parameters(), agent.model.parameters(), g_model, cfg.model_lr)
 

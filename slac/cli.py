@@ -1,4 +1,5 @@
-"""The ``slac`` command: ``train``, ``eval``, ``tasks``.
+"""The ``slac`` command: ``train``, ``eval``, ``viz``, ``plot``, ``sweep``, ``report``,
+``bench``, ``tasks``.
 
 Bad input is reported on one line (``slac: error: ...``) with exit code 2 and nothing written.
 """
@@ -34,15 +35,25 @@ def _one_line_help(prog: str) -> argparse.HelpFormatter:
     return argparse.HelpFormatter(prog, max_help_position=34, width=220)
 
 
-def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per :class:`Config` field, its help line from the field's metadata."""
+def add_config_flags(parser: argparse.ArgumentParser, lists: bool = False,
+                     leave_out: tuple[str, ...] = ()) -> None:
+    """One flag per :class:`Config` field, its help line from the field's metadata. With
+    ``lists``, a flag takes a comma list of values (kept as text for the sweep to parse)."""
     for f in dataclasses.fields(Config):
+        if f.name in leave_out:
+            continue
         kind = _base_type(f.type)
         default = "per task" if f.default is None and f.name not in ("run_dir",) else f.default
         help_line = f.metadata["help"] + ("" if f.default is None else f" [{default}]")
         if kind is bool:
             parser.add_argument(f"--{f.name.replace('_', '-')}", default=argparse.SUPPRESS,
                                 action=argparse.BooleanOptionalAction, help=help_line)
+            continue
+        if lists:
+            metavar = "|".join(f.metadata["choices"]) if "choices" in f.metadata else \
+                _METAVAR.get(kind, "STR")
+            parser.add_argument(f"--{f.name.replace('_', '-')}", default=argparse.SUPPRESS,
+                                help=help_line, metavar=f"{metavar}[,...]")
             continue
         parser.add_argument(
             f"--{f.name.replace('_', '-')}", type=kind, default=argparse.SUPPRESS,
@@ -84,8 +95,37 @@ def build_parser() -> argparse.ArgumentParser:
                     help="model and actor-critic streams concurrently, as `slac train` [on]")
     bn.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                     help="auto|cpu|cuda [auto]")
+    sw = sub.add_parser(
+        "sweep", help="a grid of runs (tasks x seeds x flags given as comma lists) on Ray",
+        description="Run every combination as its own run directory under --out, as Ray "
+        "tasks: a local Ray by default, a cluster with --address. Rerunning the command "
+        "skips finished runs and resumes the others. Any `slac train` flag given as a comma "
+        "list is a grid axis, e.g. --decoder-var 0.04,0.1,0.4.",
+        formatter_class=_one_line_help)
+    sw.add_argument("--out", required=True, help="sweep directory (sweep.json, one run "
+                    "directory per combination, logs/)")
+    sw.add_argument("--tasks", required=True, help="comma list of tasks (see `slac tasks`)")
+    sw.add_argument("--seeds", default="0", help="seeds: 0-9, 0,3,5 or 0-2,7 [0]")
+    sw.add_argument("--cpus-per-run", type=float, default=1.0,
+                    help="Ray CPUs of a run; its --threads is the whole part [1]")
+    sw.add_argument("--gpus-per-run", type=float, default=0.0,
+                    help="Ray GPUs of a run (fractions share a GPU); > 0 runs on cuda [0]")
+    sw.add_argument("--memory-per-run", type=float, metavar="GIB",
+                    help="memory Ray reserves per run [its replay + 2 GiB]")
+    sw.add_argument("--address", help="join this Ray cluster (`ray start --head` prints it; "
+                    "auto: the one on this machine) [a local Ray for this command]")
+    sw.add_argument("--retries", type=int, default=2,
+                    help="times a failed run is started again before it is reported [2]")
+    sw.add_argument("--override", action="store_true",
+                    help="accept a changed grid for an existing --out (changed runs rerun)")
+    add_config_flags(sw, lists=True, leave_out=("task", "seed", "run_dir", "threads", "device"))
+    rp = sub.add_parser("report", help="tables of a sweep: per task and variant, and IQM / "
+                        "optimality gap across tasks (rliable)")
+    rp.add_argument("dirs", nargs="+", metavar="DIR", help="sweep or run directories")
+    rp.add_argument("--out", help="write report.md and report.csv here [the sweep directory]")
+    rp.add_argument("--reps", type=int, default=2000, help="bootstrap samples [2000]")
     pl = sub.add_parser("plot", help="return against environment steps, with the published curve")
-    pl.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories")
+    pl.add_argument("run_dirs", nargs="+", metavar="DIR", help="run or sweep directories")
     pl.add_argument("--out", required=True, help="figure file (PNG)")
     pl.add_argument("--band", choices=("std", "ci"), default="std",
                     help="band across seeds: standard deviation or bootstrap 95%% CI [std]")
@@ -106,7 +146,7 @@ def cmd_tasks() -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from slac import trainer
 
-    given = {k: v for k, v in vars(args).items() if k not in ("command", "override")}
+    given = {k: v for k, v in vars(args).items() if k not in ("command", "override", "argv")}
     return trainer.start(given, args.override).run()
 
 
@@ -202,6 +242,50 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    import shlex
+    from pathlib import Path
+
+    from slac import driver, sweep
+
+    for name, value, low in (("--cpus-per-run", args.cpus_per_run, 0), ("--retries",
+                             args.retries, -1), ("--gpus-per-run", args.gpus_per_run, -1)):
+        if not value > low:
+            raise ConfigError(f"{name} must be {'positive' if low == 0 else '>= 0'}, got {value}")
+    if args.memory_per_run is not None and not args.memory_per_run > 0:
+        raise ConfigError(f"--memory-per-run must be positive, got {args.memory_per_run}")
+    skip = {"command", "argv", "out", "tasks", "seeds", "cpus_per_run", "gpus_per_run",
+            "memory_per_run", "address", "retries", "override"}
+    flags = {k: v for k, v in vars(args).items() if k not in skip}
+    grid = sweep.make_grid(args.tasks, args.seeds, flags)
+    out = Path(args.out)
+    check_writable(str(out.absolute()), "--out")
+    state = sweep.open_sweep(out, grid, "slac " + shlex.join(args.argv), args.override)
+    res = driver.Resources(args.cpus_per_run, args.gpus_per_run, args.memory_per_run)
+    return driver.run(out, state, res, args.address, args.retries, args.override)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    if args.reps <= 0:
+        raise ConfigError(f"--reps must be positive, got {args.reps}")
+    from pathlib import Path
+
+    from slac import report
+
+    out = Path(args.out or args.dirs[0])
+    check_writable(str(out.absolute()), "--out")
+    try:
+        text, table = report.report(args.dirs, args.reps)
+    except (FileNotFoundError, ValueError) as e:
+        raise ConfigError(str(e)) from None
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.md").write_text(text + "\n")
+    (out / "report.csv").write_text(table)
+    print(text)
+    print(f"\nwritten: {out / 'report.md'}, {out / 'report.csv'}")
+    return 0
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -219,11 +303,12 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else argv
     try:
         if args.command == "tasks":
             return cmd_tasks()
         commands = {"train": cmd_train, "eval": cmd_eval, "viz": cmd_viz, "plot": cmd_plot,
-                    "bench": cmd_bench}
+                    "bench": cmd_bench, "sweep": cmd_sweep, "report": cmd_report}
         return commands[args.command](args)
     except ConfigError as e:
         print(f"slac: error: {e}", file=sys.stderr)

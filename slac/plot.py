@@ -68,6 +68,23 @@ def load_run(path: str | os.PathLike) -> Run:
     return Run(path, config["task"], config, steps, returns)
 
 
+def expand(paths: list[str | os.PathLike]) -> list[Path]:
+    """Run directories, with a sweep directory replaced by its runs that have evaluations."""
+    from slac import sweep
+
+    out = []
+    for path in map(Path, paths):
+        state = sweep.load_state(path)
+        if state is None:
+            out.append(path)
+            continue
+        out += [path / name for name in state["runs"]
+                if sweep.last_eval(path / name) is not None]
+    if not out:
+        raise ValueError(f"no evaluated runs in {', '.join(map(str, paths))}")
+    return out
+
+
 def group(runs: list[Run]) -> dict[tuple, list[Run]]:
     groups: dict[tuple, list[Run]] = {}
     for r in runs:
@@ -91,14 +108,15 @@ def aggregate(runs: list[Run], band: str = "std", seed: int = 0):
 
 
 def plot(run_dirs: list[str], out: str | os.PathLike, band: str = "std") -> str:
-    """Draw the figure to ``out``; return the table of returns at 20k, 50k, 100k and 500k steps
-    and at the last step every run of a group reached."""
+    """Draw the figure of ``run_dirs`` (run or sweep directories) to ``out``; return the
+    table of returns at 20k, 50k, 100k and 500k steps and at the last step every run of a
+    group reached."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = [load_run(d) for d in run_dirs]
+    runs = [load_run(d) for d in expand(run_dirs)]
     groups = group(runs)
     tasks = sorted({r.task for r in runs})
     fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4), squeeze=False)

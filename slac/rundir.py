@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import time
 from pathlib import Path
 
 MARKER = ".slac-run"  # marks a run directory as slac's, and is its lock file
@@ -81,3 +82,25 @@ class RunLock:
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = None
+
+
+def wait_free(run_dir: str | os.PathLike, timeout: float, poll: float = 1.0) -> bool:
+    """Wait until no process holds ``run_dir``'s lock (at most ``timeout`` s); whether it is
+    free. A run stopped by a signal holds it while it writes its checkpoint."""
+    path = Path(run_dir) / MARKER
+    deadline = time.monotonic() + timeout
+    while path.exists():
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                return False
+        finally:
+            os.close(fd)  # closing drops a lock taken here
+        time.sleep(poll)
+    return True

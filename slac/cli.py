@@ -260,6 +260,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     grid = sweep.make_grid(args.tasks, args.seeds, flags)
     out = Path(args.out)
     check_writable(str(out.absolute()), "--out")
+    driver.check_address(args.address)
     state = sweep.open_sweep(out, grid, "slac " + shlex.join(args.argv), args.override)
     res = driver.Resources(args.cpus_per_run, args.gpus_per_run, args.memory_per_run)
     return driver.run(out, state, res, args.address, args.retries, args.override)

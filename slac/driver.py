@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -68,12 +69,27 @@ class Board:
         self.drawn = len(lines) if self.tty else 0
 
 
+def check_address(address: str | None) -> None:
+    """A ConfigError now if nothing listens at ``address`` (Ray would retry for minutes)."""
+    if not address or address == "auto":
+        return
+    host, sep, port = address.split("://")[-1].rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"--address {address}: give HOST:PORT (or auto)")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as e:
+        raise ConfigError(f"cannot reach the Ray cluster at {address}: {e}") from None
+
+
 def _start_ray(address: str | None):
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if address:  # `ray start` enables token authentication, a joining driver must send it
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
     import ray
 
     try:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+        ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
                  logging_level=logging.WARNING, configure_logging=True)
     except (ConnectionError, ValueError, RuntimeError) as e:
         where = f"the Ray cluster at {address}" if address else "a local Ray"

@@ -203,8 +203,11 @@ def run_one(args: list[str], run_dir: str, log: str, attempt: int) -> int:
         f.write(f"{START} {attempt} on {socket.gethostname()} at "
                 f"{time.strftime('%Y-%m-%d %H:%M:%S')} ==\n")
         f.flush()
+        # its own session: a group kill of the worker reaches it only as SIGTERM, so it stops
+        # at a checkpoint
         proc = subprocess.Popen([sys.executable, "-m", "slac.cli", "train", *args], stdout=f,
-                                stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+                                stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
+                                start_new_session=True)
         return proc.wait()
 
 

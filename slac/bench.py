@@ -13,6 +13,7 @@ since two cores shared with anything else skew every figure.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import resource
 import statistics
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from slac import envs, parallel, runtime
+from slac import baseline, envs, parallel, runtime
 from slac.agent import SLACAgent
 from slac.config import Config
 from slac.replay import Replay, checkpoint_margin
@@ -175,10 +176,18 @@ def protocol_seconds(cfg: Config, action_dim: int, device: torch.device) -> dict
     finally:
         torch.set_rng_state(rng_state)
     env_steps_s, _ = env_speed(cfg, seconds=1.0)
+    return protocol_estimate(cfg, model, update, env_steps_s)
+
+
+def protocol_estimate(cfg: Config, model_s: float, update_s: float,
+                      env_steps_s: float) -> dict[str, float]:
+    """Seconds of ``cfg``'s protocol from the seconds of a model-only update and of a full
+    update, and rendered environment steps per second: pretraining, the updates of every agent
+    step after the random ones, and the simulation with its evaluations (1000 steps each)."""
     agent_steps = max(0, cfg.env_steps - cfg.random_steps) / cfg.action_repeat
     evaluations = cfg.env_steps // cfg.eval_every * cfg.eval_episodes * 1000  # env steps
-    out = {"pretraining_s": cfg.pretrain_updates * model,
-           "updates_s": agent_steps * cfg.updates_per_step * update,
+    out = {"pretraining_s": cfg.pretrain_updates * model_s,
+           "updates_s": agent_steps * cfg.updates_per_step * update_s,
            "environment_s": (cfg.env_steps + evaluations) / env_steps_s}
     out["total_s"] = sum(out.values())
     return out
@@ -203,7 +212,7 @@ def run(cfg: Config, iterations: int = 5) -> dict:
     schedule = parallel.choose(agent)
     replay = synthetic_replay(cfg, action_dim)
     batches = [replay.sample(cfg.batch_size, cfg.sequence_length) for _ in range(iterations + 1)]
-    it = iter(batches * 4)
+    it = itertools.cycle(batches)
     mb = cfg.model_batch_size
 
     def model_update():
@@ -243,14 +252,29 @@ def run(cfg: Config, iterations: int = 5) -> dict:
             torch.set_num_threads(threads)
         return t1 - t0, t2 - t1
 
-    # FLOPs of the one-thread update (the counter sees this thread's ops), with the decoder's
-    # plain layers: the model's work, not the zero taps its faster last layer multiplies too
+    # FLOPs of the one-thread update and of its parts (the counter sees this thread's ops),
+    # with the decoder's plain layers: the model's work, not the zero taps its faster last
+    # layer multiplies too
     agent.model.decoder.plain = True
-    with FlopCounterMode(display=False) as fc:
-        agent.update(batches[0])
+    counted = []
+    for part in (lambda: agent.update(batches[0]),
+                 lambda: agent.update_model(batches[0].rows(0, mb)), actor_critic_update):
+        with FlopCounterMode(display=False) as fc:
+            part()
+        counted.append(fc.get_total_flops())
     agent.model.decoder.plain = False
-    flops = fc.get_total_flops()
-    t_model = _timed(model_update, iterations)
+    flops, model_flops, ac_flops = counted
+    # the model-only update and the same computation the plain PyTorch way, interleaved
+    plain = baseline.plain_agent(agent)
+
+    def plain_model_update():
+        plain.update_model(next(it).rows(0, mb).to(device))
+
+    t_model, t_plain = [], []
+    for i in range(iterations + 1):  # the first round is a warm-up
+        a, b = _timed(model_update, 1, warmup=0)[0], _timed(plain_model_update, 1, warmup=0)[0]
+        if i:
+            t_model.append(a), t_plain.append(b)
     t_ac = _timed(actor_critic_update, iterations)
     # The peak is measured between the iterations, so that both see the machine in the same
     # states (a shared VM's speed drifts by 10-20% within minutes): per repeat, one iteration,
@@ -276,6 +300,8 @@ def run(cfg: Config, iterations: int = 5) -> dict:
     peak = max(peak_gemm, peak_conv)
     peak_best = max(r_gemm + r_conv)  # the fastest single run of either
     achieved = flops / statistics.median(t_iter) / 1e9
+    model_s, ac_s = statistics.median(t_model), statistics.median(t_ac)
+    protocol = protocol_estimate(cfg, model_s, statistics.median(t_iter), env_steps_s)
     return {
         "task": cfg.task,
         "device": str(device),
@@ -293,6 +319,15 @@ def run(cfg: Config, iterations: int = 5) -> dict:
         "model_update_min_s": min(t_model),
         "actor_critic_update_s": statistics.median(t_ac),
         "actor_critic_update_min_s": min(t_ac),
+        "model_update_flops": model_flops,
+        "model_update_fraction_of_peak": model_flops / model_s / 1e9 / peak,
+        "plain_model_update_s": statistics.median(t_plain),
+        "model_update_speedup_over_plain": statistics.median(t_plain) / model_s,
+        "actor_critic_flops": ac_flops,
+        "actor_critic_fraction_of_peak": ac_flops / ac_s / 1e9 / peak,
+        "protocol_hours": protocol["total_s"] / 3600,
+        "protocol": {k: v / 3600 for k, v in protocol.items()},
+        "protocol_env_steps": cfg.env_steps,
         "model_stream_s": statistics.median(t[0] for t in t_streams) if t_streams else None,
         "actor_critic_stream_s": (statistics.median(t[1] for t in t_streams)
                                   if t_streams else None),
@@ -332,9 +367,14 @@ def report(r: dict) -> str:
            "split": " (the model's sequences split over the threads, 1 each)"}.get(
             r.get("schedule", ""), ""),
         f"  model update       {r['model_update_s']:.3f} s median, "
-        f"{r['model_update_min_s']:.3f} s min",
+        f"{r['model_update_min_s']:.3f} s min, {r['model_update_flops'] / 1e9:.1f} GFLOP, "
+        f"{r['model_update_fraction_of_peak']:.2f} of peak (pretraining's update)",
+        f"    plain PyTorch    {r['plain_model_update_s']:.3f} s median (NCHW, stock layers, "
+        f"one pass): ours is {r['model_update_speedup_over_plain']:.2f}x faster",
         f"  actor-critic       {r['actor_critic_update_s']:.3f} s median, "
-        f"{r['actor_critic_update_min_s']:.3f} s min",
+        f"{r['actor_critic_update_min_s']:.3f} s min, {r['actor_critic_flops'] / 1e9:.1f} "
+        f"GFLOP, {r['actor_critic_fraction_of_peak']:.2f} of peak (all sequences encoded and "
+        "filtered without gradients, then Eq. 8-10)",
         *([f"  streams, 1 thread  model {r['model_stream_s']:.3f} s, actor-critic "
             f"{r['actor_critic_stream_s']:.3f} s (medians, one after the other); side by side the "
             f"model stream encoded {r['model_stream_encoded']:g} and filtered "
@@ -351,6 +391,10 @@ def report(r: dict) -> str:
         f"the fastest peak run {r['fraction_of_peak_at_min']:.2f})",
         f"  environment        {r['env_steps_per_s']:.0f} env steps/s "
         f"({r['agent_steps_per_s']:.0f} agent steps/s, rendered)",
+        f"  the protocol here  {r['protocol_hours']:.1f} h for {r['protocol_env_steps']:,} env "
+        f"steps (pretraining {r['protocol']['pretraining_s']:.1f} h, updates "
+        f"{r['protocol']['updates_s']:.1f} h, simulation and evaluations "
+        f"{r['protocol']['environment_s']:.1f} h)",
         f"  replay of 100k     {r['replay_bytes'] / 2**30:.2f} GiB mapped; process peak RSS "
         f"{r['max_rss_bytes'] / 2**30:.2f} GiB",
         f"  machine load       {r['other_load_cores']:.2f} of {r['cores']} cores busy with "

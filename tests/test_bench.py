@@ -10,44 +10,48 @@ def mlp_fwd(inp, out, h, rows):
     return [2 * rows * inp * h, 2 * rows * h * h, 2 * rows * h * out]
 
 
-def update_flops(cfg, action_dim):
-    """FLOPs of one SLAC update in closed form: 2 per multiply-add of every matmul and
-    convolution (a transposed conv's counted on its input), forward and backward, from the
-    layer sizes of Appendix B and the batch's shape."""
-    A, h, F = action_dim, cfg.hidden, cfg.feature_dim
-    z1, z2 = cfg.z1_dim, cfg.z2_dim
-    Z = z1 + z2
-    B, mb, L = cfg.batch_size, cfg.model_batch_size, cfg.sequence_length
-    T = L + 1
-    w = cfg.conv_width
-    # encoder per frame: (Cin, Cout, k, Hout)
+def conv_flops(cfg):
+    """Per frame: the encoder's and decoder's layer FLOPs (2 per multiply-add; a transposed
+    conv's counted on its input), from the layer sizes of Appendix B."""
+    F, w, Z = cfg.feature_dim, cfg.conv_width, cfg.z1_dim + cfg.z2_dim
     enc = [(3, w, 5, 32), (w, 2 * w, 3, 16), (2 * w, 4 * w, 3, 8), (4 * w, 8 * w, 3, 4),
-           (8 * w, F, 4, 1)]
-    enc_f = [2 * ci * co * k * k * ho * ho for ci, co, k, ho in enc]
-    # decoder per frame: (Cin, Cout, k, Hin) of each transposed conv
+           (8 * w, F, 4, 1)]  # (Cin, Cout, k, Hout)
     dec = [(Z, 8 * w, 4, 1), (8 * w, 4 * w, 3, 4), (4 * w, 2 * w, 3, 8), (2 * w, w, 3, 16),
-           (w, 3, 5, 32)]
-    dec_f = [2 * ci * co * k * k * hi * hi for ci, co, k, hi in dec]
-    total = 0
-    # model stream, with gradients: forward, then backward (input and weight gradients) = 2x,
-    # but the first conv's input (the frames) needs no gradient
-    frames = mb * T
-    total += frames * (sum(enc_f) * 3 - enc_f[0])
-    total += frames * sum(dec_f) * 3
+           (w, 3, 5, 32)]  # (Cin, Cout, k, Hin)
+    return ([2 * ci * co * k * k * ho * ho for ci, co, k, ho in enc],
+            [2 * ci * co * k * k * hi * hi for ci, co, k, hi in dec])
+
+
+def filter_flops(cfg, action_dim, n):
+    """The filtering posterior (and its priors' networks) of n sequences, forward."""
+    A, h, F, z1, z2, T = (action_dim, cfg.hidden, cfg.feature_dim, cfg.z1_dim, cfg.z2_dim,
+                          cfg.sequence_length + 1)
 
     def gauss(inp, out, rows):
         return sum(mlp_fwd(inp, 2 * out, h, rows))
 
-    filt = (gauss(F, z1, mb * T) + gauss(F + z2 + A, z1, mb) * (T - 1)
-            + gauss(z1, z2, mb) * T + gauss(z1 + z2 + A, z2, mb) * (T - 1)
-            + gauss(z2 + A, z1, mb * (T - 1)))
-    reward = gauss(2 * Z + A, 1, mb * (T - 1))
-    total += 3 * (filt + reward)
-    # actor-critic stream, no gradients: the other sequences' encoder and filter
-    n = B - mb
-    total += n * T * sum(enc_f)
-    total += (gauss(F, z1, n * T) + gauss(F + z2 + A, z1, n) * (T - 1) + gauss(z1, z2, n) * T
-              + gauss(z1 + z2 + A, z2, n) * (T - 1) + gauss(z2 + A, z1, n * (T - 1)))
+    return (gauss(F, z1, n * T) + gauss(F + z2 + A, z1, n) * (T - 1) + gauss(z1, z2, n) * T
+            + gauss(z1 + z2 + A, z2, n) * (T - 1) + gauss(z2 + A, z1, n * (T - 1)))
+
+
+def model_update_flops(cfg, action_dim):
+    """Eq. (7) on the model's sequences with its gradient: forward, then backward (input and
+    weight gradients, 2x forward), but the first conv's input (the frames) needs no gradient."""
+    enc_f, dec_f = conv_flops(cfg)
+    mb, T, h, Z = cfg.model_batch_size, cfg.sequence_length + 1, cfg.hidden, \
+        cfg.z1_dim + cfg.z2_dim
+    total = mb * T * (sum(enc_f) * 3 - enc_f[0]) + mb * T * sum(dec_f) * 3
+    reward = sum(mlp_fwd(2 * Z + action_dim, 2, h, mb * (T - 1)))
+    return total + 3 * (filter_flops(cfg, action_dim, mb) + reward)
+
+
+def actor_critic_flops(cfg, action_dim, n):
+    """n sequences encoded and filtered without gradients, then Eq. (8)-(10) on the batch."""
+    enc_f, _ = conv_flops(cfg)
+    A, h, F, B, L = action_dim, cfg.hidden, cfg.feature_dim, cfg.batch_size, \
+        cfg.sequence_length
+    Z = cfg.z1_dim + cfg.z2_dim
+    total = n * (L + 1) * sum(enc_f) + filter_flops(cfg, A, n)
     actor = mlp_fwd(L * F + (L - 1) * A, 2 * A, h, B)
     q = mlp_fwd(Z + A, 1, h, B)
     total += sum(actor) + 2 * sum(q)  # Eq. 9's target: pi at z_T+1, both target critics
@@ -55,6 +59,13 @@ def update_flops(cfg, action_dim):
     total += sum(actor) * 2 + actor[1] + actor[2]  # Eq. 10: actor fwd, its weight and hidden grads
     total += 2 * sum(q) * 2  # ...through both critics to the action: forward and input grads
     return total
+
+
+def update_flops(cfg, action_dim):
+    """FLOPs of one SLAC update in closed form: the model's step, and the actor-critic's on
+    latents of the other sequences (the model's sequences' come from the model's step)."""
+    return (model_update_flops(cfg, action_dim)
+            + actor_critic_flops(cfg, action_dim, cfg.batch_size - cfg.model_batch_size))
 
 
 KEYS = ("iteration_s", "model_update_s", "actor_critic_update_s", "env_steps_per_s",
@@ -83,6 +94,23 @@ def test_bench_reports_consistent_figures(tmp_path):
 
     cfg = resolve(Config(**with_preset({"preset": "cpu", "task": "cartpole-swingup"})))
     assert r["flops_per_iteration"] == update_flops(cfg, action_dim=1)
+    # ... and so are its parts': the model-only (pretraining) update, and the actor-critic part
+    # as the bench times it (every sequence encoded and filtered without gradients)
+    assert r["model_update_flops"] == model_update_flops(cfg, action_dim=1)
+    assert r["actor_critic_flops"] == actor_critic_flops(cfg, 1, cfg.batch_size)
+    for part, seconds in (("model_update", "model_update_s"),
+                          ("actor_critic", "actor_critic_update_s")):
+        want = r[f"{part}_flops"] / r[seconds] / 1e9 / r["peak_gflops"]
+        assert abs(r[f"{part}_fraction_of_peak"] - want) < 1e-9
+    # the plain PyTorch baseline of the model-only update, and the protocol's estimate
+    assert abs(r["model_update_speedup_over_plain"]
+               - r["plain_model_update_s"] / r["model_update_s"]) < 1e-9
+    p = r["protocol"]
+    assert abs(p["pretraining_s"] - cfg.pretrain_updates * r["model_update_s"] / 3600) < 1e-9
+    agent_steps = (cfg.env_steps - cfg.random_steps) / cfg.action_repeat
+    assert abs(p["updates_s"] - agent_steps * r["iteration_s"] / 3600) < 1e-9
+    assert abs(r["protocol_hours"] - sum(v for k, v in p.items() if k != "total_s")) < 1e-9
+    assert "plain PyTorch" in done.stdout and "the protocol here" in done.stdout
     assert r["replay_bytes"] < 1.4e9 and "fraction of peak" in done.stdout
     # the two streams of an update, timed one after the other
     assert r["model_stream_s"] > 0 and r["actor_critic_stream_s"] > 0
@@ -131,3 +159,29 @@ def test_keep_freed_memory_reuses_pages_in_worker_threads():
     t.start()
     t.join()
     assert faults and faults[0] < 1_000, faults
+
+
+def test_the_plain_baseline_is_the_same_model_update(small_cfg):
+    """The bench's plain PyTorch twin (stock NCHW layers, one pass) computes the same Eq. (7)
+    and takes the same Adam step, on its own copy of the parameters."""
+    import torch
+
+    from slac import bench
+    from slac.agent import SLACAgent
+    from slac.baseline import PlainDecoder, PlainEncoder, plain_agent
+
+    agent = SLACAgent(small_cfg, 1, torch.device("cpu"))
+    twin = plain_agent(agent)
+    assert isinstance(twin.model.encoder, PlainEncoder)
+    assert isinstance(twin.model.decoder, PlainDecoder)
+    assert twin.model.encoder.net[0].weight.is_contiguous()  # NCHW
+    b = bench.synthetic_replay(small_cfg, 1, 300).sample(4, small_cfg.sequence_length)
+    ours, plain = agent.update_model(b), twin.update_model(b)
+    for k in ours:
+        torch.testing.assert_close(plain[k], ours[k], rtol=1e-5, atol=1e-4)
+    lr = small_cfg.model_lr
+    for p, q in zip(agent.model.parameters(), twin.model.parameters(), strict=True):
+        assert p is not q
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-3,
+                                   atol=max(1e-6, 2e-4 * float(p.grad.abs().max())))
+        assert float((q - p).abs().max()) <= 2 * lr * 1.001  # Adam's first steps: <= lr each

@@ -261,9 +261,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     out = Path(args.out)
     check_writable(str(out.absolute()), "--out")
     driver.check_address(args.address)
-    state = sweep.open_sweep(out, grid, "slac " + shlex.join(args.argv), args.override)
-    res = driver.Resources(args.cpus_per_run, args.gpus_per_run, args.memory_per_run)
-    return driver.run(out, state, res, args.address, args.retries, args.override)
+    sweep.check_out(out)
+    out.mkdir(parents=True, exist_ok=True)
+    held = sweep.lock(out)  # one driver per sweep
+    try:
+        state = sweep.open_sweep(out, grid, "slac " + shlex.join(args.argv), args.override)
+        res = driver.Resources(args.cpus_per_run, args.gpus_per_run, args.memory_per_run)
+        return driver.run(out, state, res, args.address, args.retries, args.override)
+    finally:
+        held.release()
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -57,8 +57,10 @@ def check_space(run_dir: str | os.PathLike, replay_bytes: int, checkpoint_bytes:
 class RunLock:
     """The marker of ``run_dir``, created if missing, locked for this process's run."""
 
-    def __init__(self, run_dir: str | os.PathLike):
-        self.path = Path(run_dir) / MARKER
+    def __init__(self, run_dir: str | os.PathLike, marker: str = MARKER,
+                 holder: str = "slac train"):
+        self.path = Path(run_dir) / marker
+        self.holder = holder  # what holds such a lock, for the error message
         self.fd: int | None = None
 
     def acquire(self) -> RunLock:
@@ -70,7 +72,7 @@ class RunLock:
         except BlockingIOError:
             holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
             os.close(fd)
-            raise RunDirError(f"{self.path.parent} is in use by another slac train "
+            raise RunDirError(f"{self.path.parent} is in use by another {self.holder} "
                               f"(PID {holder}); wait for it to end or stop it") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)

@@ -26,6 +26,7 @@ from slac.config import Config, ConfigError, resolve, with_preset
 from slac.replay import Replay
 
 SWEEP_FILE = "sweep.json"
+LOCK = ".slac-sweep"  # the sweep's lock file
 NOT_SWEPT = ("task", "seed", "run_dir", "threads", "device")  # set by the sweep itself
 PROCESS_BYTES = 2 * 2**30  # a run's memory besides its replay, with room (docs/sweeps.md)
 START = "== slac sweep: attempt"  # first line the task writes into a run's log per attempt
@@ -134,15 +135,23 @@ def save_state(out: Path, state: dict) -> None:
     os.replace(tmp, out / SWEEP_FILE)
 
 
+def check_out(out: Path) -> None:
+    """A ConfigError unless ``out`` is new, empty (but for its lock) or a sweep."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a sweep directory")
+    if out.exists() and not (out / SWEEP_FILE).exists() \
+            and any(p.name != LOCK for p in out.iterdir()):
+        raise ConfigError(f"{out} holds files that are not a slac sweep; use a new or empty "
+                          "--out")
+
+
 def open_sweep(out: Path, grid: Grid, command: str, override: bool) -> dict:
     """The sweep's record: new, or the existing one if its grid is this grid (with
     ``override``, the grid is replaced and runs whose settings changed run again)."""
+    check_out(out)
     state = load_state(out)
     runs = grid.runs()
     if state is None:
-        if out.exists() and any(out.iterdir()):
-            raise ConfigError(f"{out} holds files that are not a slac sweep; use a new or empty "
-                              "--out")
         state = {"version": 1, "runs": {}}
     else:
         old = Grid(**state["grid"])
@@ -167,6 +176,14 @@ def open_sweep(out: Path, grid: Grid, command: str, override: bool) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     save_state(out, state)
     return state
+
+
+def lock(out: Path) -> rundir.RunLock:
+    """The sweep directory's lock, held while its driver runs: one driver per sweep."""
+    try:
+        return rundir.RunLock(out, LOCK, "slac sweep").acquire()
+    except rundir.RunDirError as e:
+        raise ConfigError(str(e)) from None
 
 
 def train_args(settings: dict, run_dir: str, threads: int, device: str) -> list[str]:

@@ -91,6 +91,23 @@ def test_a_changed_grid_is_refused_unless_overridden(tmp_path):
     assert state["runs"]["cartpole-swingup_seed0"]["state"] == "queued"  # settings changed
 
 
+def test_one_driver_per_sweep_and_no_foreign_directory(tmp_path):
+    held = sweep.lock(tmp_path)
+    try:
+        with pytest.raises(ConfigError, match=f"{tmp_path} is in use by another slac sweep "
+                                              f"\\(PID {os.getpid()}\\)"):
+            sweep.lock(tmp_path)
+    finally:
+        held.release()
+    sweep.lock(tmp_path).release()  # free again
+    sweep.check_out(tmp_path)  # only its lock file in it: usable
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="holds files that are not a slac sweep"):
+        sweep.check_out(tmp_path)
+    with pytest.raises(ConfigError, match="is a file, not a sweep directory"):
+        sweep.check_out(tmp_path / "notes.txt")
+
+
 @pytest.mark.e2e
 def test_bad_sweep_input_is_one_line_exit_2_nothing_written(tmp_path):
     out = tmp_path / "sweep"

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,13 +131,22 @@ def run(out: Path, state: dict, res: Resources, address: str | None, retries: in
     memory = max(int(res.memory_gb * 2**30) if res.memory_gb else
                  sweep.memory_bytes(runs[n]["settings"]) for n in todo)
     ray = _start_ray(address)
+    previous = None
+    if threading.current_thread() is threading.main_thread():  # a batch system's stop signal
+        previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         board.event(_capacity(ray, res, memory))
         board.event(f"slac sweep: {len(todo)} runs to do, {done_before} finished before "
                     f"({out / sweep.SWEEP_FILE})")
         return _drive(ray, out, state, todo, res, memory, retries, override, board)
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         ray.shutdown()
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt  # stop as on Ctrl-C: record, then stop the runs at checkpoints
 
 
 def _drive(ray, out, state, todo, res, memory, retries, override, board) -> int:
@@ -186,7 +197,7 @@ def _drive(ray, out, state, todo, res, memory, retries, override, board) -> int:
         for name in pending.values():
             runs[name]["state"] = "queued"
         sweep.save_state(out, state)
-        board.event("slac sweep: interrupted; the runs stop at a checkpoint. Run the same "
+        board.event("slac sweep: stopped; the runs stop at a checkpoint. Run the same "
                     "command again to resume.")
         return 130
     return 0 if all(r["state"] == "finished" for r in runs.values()) else 1

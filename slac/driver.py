@@ -21,6 +21,8 @@ from slac import sweep
 from slac.config import ConfigError
 from slac.logger import duration
 
+STOP_TIMEOUT = 300  # seconds a stopping sweep waits for its runs' checkpoints
+
 
 @dataclass
 class Resources:
@@ -166,8 +168,9 @@ def _drive(ray, out, state, todo, res, memory, retries, override, board) -> int:
         if override:
             args.append("--override")
         pending[task.remote(args, str(out / name), str(out / "logs" / f"{name}.log"),
-                            r["attempts"])] = name
+                            r["attempts"], str(out / sweep.STOP))] = name
 
+    (out / sweep.STOP).unlink(missing_ok=True)  # a previous driver's stop
     for name in todo:
         submit(name)
     sweep.save_state(out, state)
@@ -197,8 +200,10 @@ def _drive(ray, out, state, todo, res, memory, retries, override, board) -> int:
         for name in pending.values():
             runs[name]["state"] = "queued"
         sweep.save_state(out, state)
-        board.event("slac sweep: stopped; the runs stop at a checkpoint. Run the same "
-                    "command again to resume.")
+        board.event(f"slac sweep: stopping; {len(pending)} runs write a checkpoint first ...")
+        (out / sweep.STOP).touch()  # each task stops its run with SIGTERM and waits for it
+        ray.wait(list(pending), num_returns=len(pending), timeout=STOP_TIMEOUT)
+        board.event("slac sweep: stopped. Run the same command again to resume.")
         return 130
     return 0 if all(r["state"] == "finished" for r in runs.values()) else 1
 

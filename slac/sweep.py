@@ -3,9 +3,11 @@
 The grid is tasks x seeds x every ``slac train`` flag given as a comma list. ``DIR/sweep.json``
 records the grid, the command and each run's state; rerunning the command skips finished runs
 and resumes the others from their checkpoints, so a sweep is as durable as its runs. Each Ray
-task starts ``slac train`` as a child process that gets SIGTERM (checkpoint, then exit) if its
-worker dies, and writes its output to ``DIR/logs/NAME.log``. On a cluster, ``DIR`` must be on a
-file system every node sees at the same path, and every node needs this package installed.
+task starts ``slac train`` as a child process, its output in ``DIR/logs/NAME.log``; a stopping
+driver has each run stopped with SIGTERM (a checkpoint, then exit), and a run ends with its
+worker.
+On a cluster, ``DIR`` must be on a file system every node sees at the same path, and every
+node needs this package installed.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import dataclasses
 import itertools
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -27,6 +30,7 @@ from slac.replay import Replay
 
 SWEEP_FILE = "sweep.json"
 LOCK = ".slac-sweep"  # the sweep's lock file
+STOP = ".stop"  # a stopping driver creates it: the runs stop at checkpoints
 NOT_SWEPT = ("task", "seed", "run_dir", "threads", "device")  # set by the sweep itself
 PROCESS_BYTES = 2 * 2**30  # a run's memory besides its replay, with room (docs/sweeps.md)
 START = "== slac sweep: attempt"  # first line the task writes into a run's log per attempt
@@ -207,25 +211,31 @@ def memory_bytes(settings: dict, action_dim: int = 32) -> int:
 # ----------------------------------------------------------------------------- one run
 def _die_with_parent() -> None:  # in the child, before exec: SIGTERM when the worker dies
     import ctypes
-    import signal
 
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def run_one(args: list[str], run_dir: str, log: str, attempt: int) -> int:
+def run_one(args: list[str], run_dir: str, log: str, attempt: int, stop: str) -> int:
     """``slac train ARGS`` as a child process, its output appended to ``log``; its exit code.
-    A child left by a killed driver still holds the run (it checkpoints first): wait for it."""
+    When the file ``stop`` appears (the driver is stopping), the run gets SIGTERM: it writes
+    a checkpoint and exits. A child left by a killed driver may still hold the run: wait."""
     rundir.wait_free(run_dir, timeout=900)
+    if os.path.exists(stop):  # the sweep stopped before this run began
+        return 128 + signal.SIGTERM
     with open(log, "a") as f:
         f.write(f"{START} {attempt} on {socket.gethostname()} at "
                 f"{time.strftime('%Y-%m-%d %H:%M:%S')} ==\n")
         f.flush()
-        # its own session: a group kill of the worker reaches it only as SIGTERM, so it stops
-        # at a checkpoint
+        # its own session: a terminal's Ctrl-C reaches it through the stop file, in order
         proc = subprocess.Popen([sys.executable, "-m", "slac.cli", "train", *args], stdout=f,
                                 stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
                                 start_new_session=True)
-        return proc.wait()
+        while proc.poll() is None:
+            if os.path.exists(stop):
+                proc.send_signal(signal.SIGTERM)
+                return proc.wait()
+            time.sleep(0.5)
+        return proc.returncode
 
 
 def last_line(log: Path, prefix: str = "") -> str:

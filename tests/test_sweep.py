@@ -19,7 +19,7 @@ from slac import plot, report, sweep
 from slac.config import Config, ConfigError, to_dict
 
 TINY_SWEEP = ["--env-steps", "800", "--random-steps", "400", "--pretrain-updates", "3",
-              "--batch-size", "8", "--model-batch-size", "4", "--eval-every", "400",
+              "--batch-size", "8", "--model-batch-size", "4", "--eval-every", "800",
               "--eval-episodes", "1", "--replay-capacity", "2000", "--checkpoint-every", "400",
               "--hidden", "32", "--z2-dim", "16", "--conv-width", "4", "--feature-dim", "32"]
 GRID = ["--tasks", "cartpole-swingup,reacher-easy", "--seeds", "0-1"]
@@ -210,16 +210,36 @@ def test_a_local_sweep_runs_every_combination_and_reports_them(swept, tmp_path):
     assert {p: p.read_bytes() for p in out.glob("*/eval.csv")} == before
 
 
+def start_sweep(out) -> subprocess.Popen:
+    return subprocess.Popen(sweep_cmd(out), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+
+
+def wait_for_new_checkpoint(out, driver, seen=frozenset()) -> set:
+    t0 = time.monotonic()
+    while not set(out.glob("*/checkpoints/ckpt-*")) - seen:
+        assert driver.poll() is None and time.monotonic() - t0 < 300
+        time.sleep(0.2)
+    return set(out.glob("*/checkpoints/ckpt-*"))
+
+
 @pytest.mark.e2e
-def test_a_killed_driver_and_a_rerun_give_the_uninterrupted_sweeps_results(swept, tmp_path):
+def test_a_stopped_then_killed_driver_and_a_rerun_give_the_uninterrupted_results(swept,
+                                                                                  tmp_path):
+    """SIGTERM to the driver stops the runs at checkpoints (exit 130); the rerun, SIGKILLed
+    mid-sweep, loses only what came after each run's last checkpoint; the last rerun finishes
+    with the same eval.csv files as the sweep left alone."""
     out = tmp_path / "sw"
-    driver = subprocess.Popen(sweep_cmd(out), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
+    driver = start_sweep(out)
+    seen = wait_for_new_checkpoint(out, driver)
+    driver.send_signal(signal.SIGTERM)
+    log, _ = driver.communicate(timeout=600)
+    assert driver.returncode == 130 and "stopped. Run the same command again" in log, log
+    run_logs = "".join(p.read_text() for p in (out / "logs").glob("*.log"))
+    assert "checkpoint saved. Run the same command again to resume" in run_logs
+    driver = start_sweep(out)
     try:
-        t0 = time.monotonic()
-        while not list(out.glob("*/checkpoints/ckpt-*")):  # mid-sweep: a run has checkpointed
-            assert driver.poll() is None and time.monotonic() - t0 < 300
-            time.sleep(0.2)
+        wait_for_new_checkpoint(out, driver, seen)
         driver.send_signal(signal.SIGKILL)
         driver.wait()
     finally:

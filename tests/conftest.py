@@ -28,7 +28,8 @@ SLAC = [sys.executable, "-m", "slac.cli"]
 TINY = ["--task", "cartpole-swingup", "--env-steps", "800", "--random-steps", "400",
         "--pretrain-updates", "3", "--batch-size", "8", "--model-batch-size", "4",
         "--eval-every", "400", "--eval-episodes", "1", "--threads", "1",
-        "--replay-capacity", "2000"]  # a small replay: it is allocated on disk whole
+        "--replay-capacity", "2000",  # a small replay: it is allocated on disk whole
+        "--hidden", "32", "--z2-dim", "16", "--conv-width", "4", "--feature-dim", "32"]
 
 
 def run(*args, timeout=600) -> subprocess.CompletedProcess:

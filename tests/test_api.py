@@ -18,7 +18,7 @@ from slac.config import Config, ConfigError
 ROOT = Path(__file__).resolve().parents[1]
 TINY_KW = dict(env_steps=800, random_steps=400, pretrain_updates=3, batch_size=8,
                model_batch_size=4, eval_every=400, eval_episodes=1, threads=1,
-               replay_capacity=2000)
+               replay_capacity=2000, hidden=32, z2_dim=16, conv_width=4, feature_dim=32)
 
 
 @pytest.fixture

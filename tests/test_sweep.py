@@ -319,3 +319,30 @@ def test_the_paper_grids_are_valid_sweeps(grid, tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "cannot reach the Ray cluster" in done.stderr, done.stderr
     assert not (tmp_path / "paper").exists()
+
+
+def test_the_board_redraws_in_place_on_a_terminal_and_prints_lines_into_a_log():
+    import io
+
+    from slac.driver import Board
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    term = Terminal()
+    board = Board(term)
+    board.show(["a 1", "2 running"], force=True)
+    board.show(["a 2", "2 running"], force=True)  # moves up 2 lines, clears, redraws
+    board.event("done    a")
+    assert term.getvalue() == ("a 1\n2 running\n" "\033[2F\033[J" "a 2\n2 running\n"
+                               "\033[2F\033[J" "done    a\n")
+    log = io.StringIO()
+    board = Board(log, every=60)
+    board.show(["a 1"], force=True)
+    board.show(["a 2"])  # within the minute: not printed
+    board.event("done    a")
+    board.show(["b 1"])  # after an event: printed
+    lines = log.getvalue().splitlines()
+    assert [ln[9:] for ln in lines if ln[2:3] == ":"] == ["a 1", "b 1"]  # time-stamped
+    assert "done    a" in lines and "\033" not in log.getvalue()

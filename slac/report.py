@@ -155,8 +155,8 @@ def markdown(rows: list[dict], aggs: dict[int, dict]) -> str:
     for step, agg in aggs.items():
         if not agg:
             continue
-        first = next(iter(agg.values()))
-        out += ["", f"Aggregate over {len(first['tasks'])} DMC tasks at {_steps(step)} "
+        n = len(next(iter(agg.values()))["tasks"])
+        out += ["", f"Aggregate over {n} DMC task{'s' * (n != 1)} at {_steps(step)} "
                 f"environment steps (return / 1000; 95% stratified bootstrap interval):", "",
                 "| variant | runs per task | IQM | optimality gap |", "|---|---|---|---|"]
         for v, a in agg.items():

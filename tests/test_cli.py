@@ -200,7 +200,8 @@ def test_paper_defaults_on_a_cpu_say_how_long_they_take(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     proc = subprocess.Popen([*SLAC_CMD, "train", "--task", "cartpole-swingup", "--run-dir",
-                             str(tmp_path / "run")], stderr=subprocess.PIPE, text=True)
+                             str(tmp_path / "run"), "--replay-capacity", "2000"],
+                            stderr=subprocess.PIPE, text=True)
     try:
         lines = [proc.stderr.readline() for _ in range(3)]
     finally:
@@ -231,7 +232,8 @@ def test_cpu_preset_resolves_lists_its_deviations_and_trains(tmp_path):
     help_text = " ".join(run("train", "--help").stdout.split())
     assert "conv-width 16 (paper 32)" in help_text and "batch-size 64 (paper 256)" in help_text
     budget = ["--env-steps", "400", "--random-steps", "200", "--pretrain-updates", "2",
-              "--eval-every", "400", "--eval-episodes", "1", "--threads", "1"]
+              "--eval-every", "400", "--eval-episodes", "1", "--threads", "1",
+              "--replay-capacity", "2000"]
     done = run("train", "--preset", "cpu", "--task", "cartpole-swingup", *budget,
                "--run-dir", str(tmp_path / "run"))
     assert done.returncode == 0, done.stderr[-2000:]
@@ -254,7 +256,8 @@ def test_cpu_learning_script_runs_seeds_and_collects_them(tmp_path):
     out = tmp_path / "out"
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", RUNS=str(tmp_path / "runs"), OUT=str(out),
                TASKS="cartpole-swingup", SEEDS="0 1", ENV_STEPS="400",
-               EXTRA="--random-steps 200 --pretrain-updates 2 --eval-every 400 --eval-episodes 1")
+               EXTRA="--random-steps 200 --pretrain-updates 2 --eval-every 400 --eval-episodes 1"
+               " --replay-capacity 2000")
     done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True,
                           timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]

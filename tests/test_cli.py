@@ -257,7 +257,7 @@ def test_cpu_learning_script_runs_seeds_and_collects_them(tmp_path):
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", RUNS=str(tmp_path / "runs"), OUT=str(out),
                TASKS="cartpole-swingup", SEEDS="0 1", ENV_STEPS="400",
                EXTRA="--random-steps 200 --pretrain-updates 2 --eval-every 400 --eval-episodes 1"
-               " --replay-capacity 2000")
+               " --replay-capacity 2000 --hidden 32 --z2-dim 16 --conv-width 4 --feature-dim 32")
     done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True,
                           timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -9,23 +9,23 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-import types
 import typing
 
-from slac.config import PRESETS, Config, ConfigError, check_writable, resolve, with_preset
+from slac.config import (
+    PRESETS,
+    Config,
+    ConfigError,
+    check_writable,
+    field_type,
+    resolve,
+    with_preset,
+)
 from slac.tasks import TASKS
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> typing.NoReturn:  # one line, exit 2
         self.exit(2, f"slac: error: {message}\n")
-
-
-def _base_type(tp) -> type:
-    tp = eval(tp, vars(typing)) if isinstance(tp, str) else tp  # noqa: S307 - our annotations
-    if isinstance(tp, types.UnionType):
-        return next(t for t in typing.get_args(tp) if t is not type(None))
-    return tp
 
 
 _METAVAR = {int: "N", float: "X", str: "STR"}
@@ -42,7 +42,7 @@ def add_config_flags(parser: argparse.ArgumentParser, lists: bool = False,
     for f in dataclasses.fields(Config):
         if f.name in leave_out:
             continue
-        kind = _base_type(f.type)
+        kind = field_type(f)
         default = "per task" if f.default is None and f.name not in ("run_dir",) else f.default
         help_line = f.metadata["help"] + ("" if f.default is None else f" [{default}]")
         if kind is bool:

@@ -10,6 +10,8 @@ import json
 import math
 import os
 import tempfile
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +36,14 @@ PRESETS: dict[str, dict[str, tuple]] = {
         "env_steps": (50_000, 1_000_000),
     },
 }
+
+
+def field_type(f: dataclasses.Field) -> type:
+    """The value type of a Config field: ``int`` for ``int | None``, as its flag takes it."""
+    tp = eval(f.type, vars(typing)) if isinstance(f.type, str) else f.type  # noqa: S307
+    if isinstance(tp, types.UnionType):
+        return next(t for t in typing.get_args(tp) if t is not type(None))
+    return tp
 
 
 def describe_preset(name: str) -> str:

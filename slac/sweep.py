@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from slac import rundir
-from slac.config import Config, ConfigError, resolve, with_preset
+from slac.config import Config, ConfigError, field_type, resolve, with_preset
 from slac.replay import Replay
 
 SWEEP_FILE = "sweep.json"
@@ -85,8 +85,7 @@ def parse_seeds(text: str) -> list[int]:
 def parse_values(name: str, text: str) -> list:
     """A flag's comma list converted to its Config field's type; one-line errors."""
     f = {f.name: f for f in dataclasses.fields(Config)}[name]
-    kind = {"int": int, "float": float}.get(
-        str(f.type).replace(" | None", "").replace("None | ", ""), str)
+    kind = field_type(f)
     flag = f"--{name.replace('_', '-')}"
     values = []
     for item in text.split(","):

@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from slac.config import Config, ConfigError
-from slac.model import Filtered, LatentModel
+from slac.model import Filtered
+from slac.model import build as build_model
 from slac.networks import Actor, Critic
 from slac.replay import Batch
 from slac.tasks import get_task
@@ -64,12 +65,10 @@ class SLACAgent:
 
     def __init__(self, cfg: Config, action_dim: int, device: torch.device):
         self.cfg, self.device, self.action_dim = cfg, device, action_dim
-        z_dim = cfg.z1_dim + cfg.z2_dim
-        self.model = LatentModel(action_dim, cfg.z1_dim, cfg.z2_dim, cfg.feature_dim, cfg.hidden,
-                                 cfg.decoder_var, cfg.conv_width).to(device)
+        self.model = build_model(cfg, action_dim).to(device)
         self.actor = Actor(cfg.feature_dim, action_dim, cfg.sequence_length, cfg.hidden,
                            get_task(cfg.task).policy_std_scale).to(device)
-        self.critic = Critic(z_dim, action_dim, cfg.hidden).to(device)
+        self.critic = Critic(self.model.latent_dim, action_dim, cfg.hidden).to(device)
         if cfg.init == "glorot":
             for net in (self.model, self.actor, self.critic):
                 net.apply(glorot_init)

@@ -38,6 +38,9 @@ PRESETS: dict[str, dict[str, tuple]] = {
 }
 
 
+MODELS = ("slac", "vae", "factored-vae", "filtering", "partially-stochastic", "deterministic")
+
+
 def field_type(f: dataclasses.Field) -> type:
     """The value type of a Config field: ``int`` for ``int | None``, as its flag takes it."""
     tp = eval(f.type, vars(typing)) if isinstance(f.type, str) else f.type  # noqa: S307
@@ -104,6 +107,11 @@ class Config:
     alpha_lr: float = _f(3e-4, "Adam learning rate of the entropy temperature")
     gamma: float = _f(0.99, "discount")
     tau: float = _f(0.005, "EMA rate of the target critics, per update")
+    model: str = _f(
+        "slac", "latent variable model (Figure 5a): slac, vae (non-sequential), factored-vae, "
+        "filtering (sequential, one latent), partially-stochastic (deterministic z2), "
+        "deterministic", choices=MODELS,
+    )
     hidden: int = _f(256, "hidden units of every MLP")
     z1_dim: int = _f(32, "size of the latent z1")
     z2_dim: int = _f(256, "size of the latent z2")
@@ -186,7 +194,7 @@ def resolve(cfg: Config) -> Config:
     if c.threads < 0 or c.threads > 4 * cores:
         raise ConfigError(f"--threads must be 0 (all cores) or 1..{4 * cores} on this machine "
                           f"of {cores} cores, got {c.threads}")
-    for name in ("device", "render_quality", "preset", "init"):
+    for name in ("device", "render_quality", "preset", "init", "model"):
         choices = Config.__dataclass_fields__[name].metadata["choices"]
         if getattr(c, name) not in choices and not (name == "preset" and c.preset is None):
             raise ConfigError(f"--{name.replace('_', '-')} must be one of {', '.join(choices)}")
@@ -237,6 +245,7 @@ RESUMABLE_CHANGES = (
 # (its action size and data) and the replay's layout are in the checkpoint and the replay files.
 FIXED = {
     "task": "the task decides the action size and the data in the replay",
+    "model": "it changes the latent model's networks",
     "hidden": "it changes the networks' shapes", "z1_dim": "it changes the networks' shapes",
     "z2_dim": "it changes the networks' shapes",
     "feature_dim": "it changes the networks' shapes",

@@ -5,6 +5,10 @@ Generative model p:   z1_1 ~ N(0, I)                z2_1 ~ p(z2_1 | z1_1)
                       x_t ~ N(decoder(z_t), sigma^2)  r_t ~ p(r | z_t, a_t, z_t+1)
 Inference model q:    z1_1 ~ q(z1 | x_1)             z1_t+1 ~ q(z1 | x_t+1, z2_t, a_t)
                       z2 from the same networks as p, so the KL is over z1 alone.
+
+The paper's model ablations (Section 6.2, Figure 5a) are variants of this one, each a
+:class:`Variant`: without time (every step starts afresh), with one latent instead of two, with
+deterministic transitions.
 """
 
 from __future__ import annotations
@@ -16,7 +20,30 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from slac.config import Config
 from slac.networks import Decoder, Encoder, Gaussian
+
+
+@dataclass(frozen=True)
+class Variant:
+    """How a latent variable model of Figure 5a differs from SLAC's. A std of ``None`` is
+    learned (softplus); a number fixes it: 0 makes that part deterministic."""
+
+    factored: bool = True  # z = [z1, z2], z2 ~ p(z2 | z1, ...); else one latent z1
+    sequential: bool = True  # transitions through time; else every step is a first step
+    z1_std: float | None = None  # q(z1 | ...)
+    prior_std: float | None = None  # p(z1_t+1 | ...); p(z1_1) is N(0, I) in every variant
+    z2_std: float | None = None  # p(z2 | ...), shared by q
+
+
+VARIANTS = {
+    "slac": Variant(),
+    "vae": Variant(factored=False, sequential=False),  # Kingma & Welling, one latent per frame
+    "factored-vae": Variant(sequential=False),  # our factorisation, no temporal dependency
+    "filtering": Variant(factored=False),  # sequential, one latent
+    "partially-stochastic": Variant(z2_std=0.0),  # deterministic path z2, as in PlaNet
+    "deterministic": Variant(z1_std=0.0, prior_std=1.0, z2_std=0.0),  # released code's settings
+}
 
 
 @dataclass
@@ -29,6 +56,7 @@ class Filtered:
     q_std: torch.Tensor
     p_mean: torch.Tensor
     p_std: torch.Tensor
+    first: torch.Tensor  # (B, T): where p(z1) is the fixed N(0, I)
 
     @property
     def z(self) -> torch.Tensor:
@@ -63,21 +91,37 @@ def active_units(means: torch.Tensor, threshold: float = 0.01) -> int:
 class LatentModel(nn.Module):
     def __init__(self, action_dim: int, z1_dim: int = 32, z2_dim: int = 256,
                  feature_dim: int = 256, hidden: int = 256, decoder_var: float = 0.1,
-                 conv_width: int = 32):
+                 conv_width: int = 32, variant: Variant = VARIANTS["slac"]):
         super().__init__()
+        v = self.variant = variant
+        if not v.factored:
+            z2_dim = 0
         self.z1_dim, self.z2_dim, self.decoder_var = z1_dim, z2_dim, decoder_var
         z_dim, a = z1_dim + z2_dim, action_dim
+        carry = z2_dim if v.factored else z1_dim  # what a transition reads of z_t
         self.encoder = Encoder(feature_dim, conv_width)
         self.decoder = Decoder(z_dim, conv_width)
         # p(z2_1 | z1_1), p(z1_t+1 | z2_t, a_t), p(z2_t+1 | z1_t+1, z2_t, a_t)
-        self.z2_prior_init = Gaussian(z1_dim, z2_dim, hidden)
-        self.z1_prior = Gaussian(z2_dim + a, z1_dim, hidden)
-        self.z2_prior = Gaussian(z1_dim + z2_dim + a, z2_dim, hidden)
+        if v.factored:
+            self.z2_prior_init = Gaussian(z1_dim, z2_dim, hidden, v.z2_std)
+        if v.sequential:
+            self.z1_prior = Gaussian(carry + a, z1_dim, hidden, v.prior_std)
+        if v.factored and v.sequential:
+            self.z2_prior = Gaussian(z1_dim + z2_dim + a, z2_dim, hidden, v.z2_std)
         # q(z1_1 | x_1), q(z1_t+1 | x_t+1, z2_t, a_t)
-        self.z1_posterior_init = Gaussian(feature_dim, z1_dim, hidden)
-        self.z1_posterior = Gaussian(feature_dim + z2_dim + a, z1_dim, hidden)
+        self.z1_posterior_init = Gaussian(feature_dim, z1_dim, hidden, v.z1_std)
+        if v.sequential:
+            self.z1_posterior = Gaussian(feature_dim + carry + a, z1_dim, hidden, v.z1_std)
         # p(r_t | z_t, a_t, z_t+1)
         self.reward = Gaussian(2 * z_dim + a, 1, hidden)
+
+    @property
+    def latent_dim(self) -> int:
+        """Size of z_t, the critics' input."""
+        return self.z1_dim + self.z2_dim
+
+    def _carry(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+        return z2 if self.variant.factored else z1
 
     def noise(self, batch: int, steps: int, generator: torch.Generator | None = None,
               device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,6 +141,9 @@ class LatentModel(nn.Module):
         Both branches are computed for the whole batch and selected, so no step syncs the host.
         """
         B, T, _ = features.shape
+        seq, factored = self.variant.sequential, self.variant.factored
+        if not seq:
+            first = torch.ones_like(first)
         eps1, eps2 = noise if noise is not None else self.noise(B, T, generator, features.device)
         # What does not depend on the samples is computed for all steps at once, outside the
         # loop: q(z1 | x_t) (used at episode starts) and, after it, p(z1_t+1 | z2_t, a_t).
@@ -104,27 +151,34 @@ class LatentModel(nn.Module):
         z1s, z2s, qm, qs = [], [], [], []
         for t in range(T):
             q_mean, q_std = init_mean[:, t], init_std[:, t]
-            if t > 0:
+            if t > 0 and seq:
                 z2_prev, a_prev = z2s[-1], actions[:, t - 1]
                 restart = first[:, t, None]
-                sq_mean, sq_std = self.z1_posterior(features[:, t], z2_prev, a_prev)
+                sq_mean, sq_std = self.z1_posterior(
+                    features[:, t], self._carry(z1s[-1], z2_prev), a_prev)
                 q_mean = torch.where(restart, q_mean, sq_mean)
                 q_std = torch.where(restart, q_std, sq_std)
             z1 = q_mean + q_std * eps1[:, t]
-            m2, s2 = self.z2_prior_init(z1)
-            if t > 0:
-                sm2, ss2 = self.z2_prior(z1, z2_prev, a_prev)
-                m2, s2 = torch.where(restart, m2, sm2), torch.where(restart, s2, ss2)
-            z2 = m2 + s2 * eps2[:, t]
+            if factored:
+                m2, s2 = self.z2_prior_init(z1)
+                if t > 0 and seq:
+                    sm2, ss2 = self.z2_prior(z1, z2_prev, a_prev)
+                    m2, s2 = torch.where(restart, m2, sm2), torch.where(restart, s2, ss2)
+                z2 = m2 + s2 * eps2[:, t]
+            else:
+                z2 = z1[..., :0]
             for lst, v in zip((z1s, z2s, qm, qs), (z1, z2, q_mean, q_std), strict=True):
                 lst.append(v)
         z1, z2, q_mean, q_std = (torch.stack(v, 1) for v in (z1s, z2s, qm, qs))
         # p(z1_1) = N(0, I), and so at every episode start; p(z1_t+1 | z2_t, a_t) elsewhere
-        p_mean, p_std = self.z1_prior(z2[:, :-1], actions)
-        restart = first[:, 1:, None]
-        p_mean = F.pad(torch.where(restart, 0.0, p_mean), (0, 0, 1, 0))
-        p_std = F.pad(torch.where(restart, 1.0, p_std), (0, 0, 1, 0), value=1.0)
-        return Filtered(z1, z2, q_mean, q_std, p_mean, p_std)
+        if seq:
+            p_mean, p_std = self.z1_prior(self._carry(z1[:, :-1], z2[:, :-1]), actions)
+            restart = first[:, 1:, None]
+            p_mean = F.pad(torch.where(restart, 0.0, p_mean), (0, 0, 1, 0))
+            p_std = F.pad(torch.where(restart, 1.0, p_std), (0, 0, 1, 0), value=1.0)
+        else:
+            p_mean, p_std = torch.zeros_like(z1), torch.ones_like(z1)
+        return Filtered(z1, z2, q_mean, q_std, p_mean, p_std, first)
 
     @torch.no_grad()
     def active_z1(self, frames: torch.Tensor) -> int:
@@ -134,16 +188,23 @@ class LatentModel(nn.Module):
         mean, _ = self.z1_posterior_init(self.encoder(frames))
         return active_units(mean)
 
-    def prior_step(self, z2: torch.Tensor, action: torch.Tensor):
-        """z1 ~ p(z1 | z2, a), z2' ~ p(z2 | z1, z2, a): one step of the generative model."""
-        m1, s1 = self.z1_prior(z2, action)
+    def prior_step(self, z1: torch.Tensor, z2: torch.Tensor, action: torch.Tensor):
+        """z1' ~ p(z1 | z2, a), z2' ~ p(z2 | z1', z2, a): one step of the generative model
+        from z = (z1, z2); a model without time starts afresh."""
+        if not self.variant.sequential:
+            return self.prior_start(z1.shape[0], z1.device)
+        m1, s1 = self.z1_prior(self._carry(z1, z2), action)
         z1 = m1 + s1 * torch.randn_like(m1)
+        if not self.variant.factored:
+            return z1, z1[..., :0]
         m2, s2 = self.z2_prior(z1, z2, action)
         return z1, m2 + s2 * torch.randn_like(m2)
 
     def prior_start(self, batch: int, device: torch.device | str = "cpu"):
         """z1 ~ N(0, I), z2 ~ p(z2 | z1): the first step of the generative model."""
         z1 = torch.randn(batch, self.z1_dim, device=device)
+        if not self.variant.factored:
+            return z1, z1[..., :0]
         m2, s2 = self.z2_prior_init(z1)
         return z1, m2 + s2 * torch.randn_like(m2)
 
@@ -155,7 +216,8 @@ class LatentModel(nn.Module):
         valid: torch.Tensor,
         post: Filtered,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Eq. (7) plus the reward log-likelihood, summed over time, averaged over sequences.
+        """Eq. (7) plus the reward log-likelihood, summed over time, averaged over sequences
+        (for each variant its own ELBO: the KL term is over its stochastic latent z1).
 
         Frames before the newest episode start in a sequence are masked out, and so is the
         transition that crosses into it.
@@ -163,7 +225,11 @@ class LatentModel(nn.Module):
         z = post.z
         target = frames.permute(0, 1, 4, 2, 3).float().div_(255.0)  # (B, T, 3, H, W)
         nll_x = image_nll(target, self.decoder(z), self.decoder_var)  # -log p(x_t | z_t)
-        kl = gaussian_kl(post.q_mean, post.q_std, post.p_mean, post.p_std)
+        if self.variant.z1_std == 0:  # a point posterior: -log p(z1_t | z_t-1, a_t-1) instead
+            # (the released code's Monte Carlo KL), none where p is the fixed N(0, I)
+            kl = gaussian_nll(post.z1, post.p_mean, post.p_std**2).sum(-1) * ~post.first
+        else:
+            kl = gaussian_kl(post.q_mean, post.q_std, post.p_mean, post.p_std)
         r_mean, r_std = self.reward(z[:, :-1], actions, z[:, 1:])
         reward_nll = gaussian_nll(rewards, r_mean.squeeze(-1), r_std.squeeze(-1) ** 2)
         m, m_r = valid.float(), valid[:, :-1].float()
@@ -178,3 +244,12 @@ class LatentModel(nn.Module):
             "reward_nll": reward_term.detach(),
         }
         return loss, stats
+
+
+def build(cfg: Config, action_dim: int) -> LatentModel:
+    """The latent model ``cfg.model`` names, at ``cfg``'s sizes; a model with one latent gives
+    it ``cfg.z2_dim`` units (256, as in the released code)."""
+    v = VARIANTS[cfg.model]
+    z1 = cfg.z1_dim if v.factored else cfg.z2_dim
+    return LatentModel(action_dim, z1, cfg.z2_dim, cfg.feature_dim, cfg.hidden, cfg.decoder_var,
+                       cfg.conv_width, v)

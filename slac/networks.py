@@ -35,14 +35,21 @@ def _clip_grad(x: torch.Tensor, bound: float = 10.0) -> torch.Tensor:
 
 
 class Gaussian(nn.Module):
-    """MLP -> diagonal Gaussian: mean linear, std = softplus(.) (Appendix B's Gaussian layer)."""
+    """MLP -> diagonal Gaussian: mean linear, std = softplus(.) (Appendix B's Gaussian layer).
 
-    def __init__(self, inp: int, out: int, hidden: int):
+    With ``std`` given, the MLP outputs only the mean and the std is that constant: 0 makes a
+    deterministic layer, 1 a unit-variance one (the ablation models' transitions).
+    """
+
+    def __init__(self, inp: int, out: int, hidden: int, std: float | None = None):
         super().__init__()
-        self.net = mlp(inp, 2 * out, hidden)
+        self.std = std
+        self.net = mlp(inp, out if std is not None else 2 * out, hidden)
 
     def forward(self, *xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.net(torch.cat(xs, -1) if len(xs) > 1 else xs[0])
+        if self.std is not None:
+            return h, torch.full_like(h, self.std)
         mean, pre_std = h.chunk(2, -1)
         return mean, F.softplus(_clip_grad(pre_std)) + 1e-5
 

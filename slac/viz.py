@@ -32,8 +32,8 @@ def predictions(model: LatentModel, frames: np.ndarray, actions: np.ndarray) -> 
         conditional = [(post.z1[:, 0], post.z2[:, 0])]
         unconditional = [model.prior_start(1, device)]
         for t in range(T - 1):
-            conditional.append(model.prior_step(conditional[-1][1], a[:, t]))
-            unconditional.append(model.prior_step(unconditional[-1][1], a[:, t]))
+            conditional.append(model.prior_step(*conditional[-1], a[:, t]))
+            unconditional.append(model.prior_step(*unconditional[-1], a[:, t]))
 
         def decode(zs) -> torch.Tensor:
             z = torch.stack([torch.cat(p, -1) for p in zs], 1)

@@ -1,6 +1,7 @@
 """The command line, end to end in subprocesses, and its errors for bad input."""
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -276,3 +277,23 @@ def test_cpu_learning_script_runs_seeds_and_collects_them(tmp_path):
     failed = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True,
                             timeout=900)
     assert failed.returncode == 1 and "a run failed" in failed.stderr
+
+
+@pytest.mark.parametrize("name", ["vae", "factored-vae", "filtering", "partially-stochastic",
+                                  "deterministic"])
+def test_each_latent_model_trains_evaluates_and_draws_through_the_cli(tmp_path, name):
+    """`--model NAME` runs the whole protocol. For one of them (the others differ only inside
+    the model, whose pictures tests/test_models.py draws), eval and viz read the run's model
+    back, and resuming it as another model is refused, even with --override."""
+    run_dir = str(tmp_path / name)
+    short = [*TINY, "--env-steps", "500", "--eval-every", "500"]  # the later flag wins
+    done = run("train", "--run-dir", run_dir, *short, "--model", name)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / name / "config.json").read_text())["config"]["model"] == name
+    if name != "deterministic":
+        return
+    assert run("eval", "--run-dir", run_dir, "--episodes", "1").returncode == 0
+    assert run("viz", "--run-dir", run_dir).returncode == 0
+    assert (tmp_path / name / "viz" / "predictions.png").stat().st_size > 0
+    done = run("train", "--run-dir", run_dir, *short, "--model", "slac", "--override")
+    assert done.returncode == 2 and "it changes the latent model" in done.stderr, done.stderr

@@ -152,7 +152,7 @@ class SLACAgent:
                    before_step: Callable[[], None] | None = None) -> dict[str, torch.Tensor]:
         """Eq. (7) on ``b`` from its posterior sample, its gradient and one Adam step; calls
         ``before_step()`` between the two (another thread may still read the weights)."""
-        loss, stats = self.model.loss(b.frames, b.actions, b.rewards, b.valid, post)
+        loss, stats = self.model.loss(b.images, b.actions, b.rewards, b.valid, post)
         self.model_opt.zero_grad(set_to_none=True)
         loss.backward()
         if before_step is not None:
@@ -174,7 +174,7 @@ class SLACAgent:
         features = self.model.encoder(h.frames)
         post = self.model.filter(features, h.actions, h.first,
                                  noise=(noise[0][lo:hi], noise[1][lo:hi]))
-        loss, stats = self.model.loss(h.frames, h.actions, h.rewards, h.valid, post)
+        loss, stats = self.model.loss(h.images, h.actions, h.rewards, h.valid, post)
         w = (hi - lo) / n  # Eq. (7) averages over sequences: each share by its size
         params = [p for p in self.model.parameters() if p.requires_grad]
         grads = torch.autograd.grad(loss * w, params, allow_unused=True)

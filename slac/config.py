@@ -112,6 +112,9 @@ class Config:
         "filtering (sequential, one latent), partially-stochastic (deterministic z2), "
         "deterministic", choices=MODELS,
     )
+    random_crop: bool = _f(False, "train model and policy on random crops of the frames, "
+                                  "replicate-padded by 4 pixels (Figure 13); targets and "
+                                  "acting use the frames as they are")
     hidden: int = _f(256, "hidden units of every MLP")
     z1_dim: int = _f(32, "size of the latent z1")
     z2_dim: int = _f(256, "size of the latent z2")

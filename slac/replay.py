@@ -31,14 +31,24 @@ class Batch:
     terminals: torch.Tensor  # float (B, L): 1 where transition t ended in a terminal state
     first: torch.Tensor  # bool (B, L+1): frame t starts an episode (t = 0 always does)
     valid: torch.Tensor  # bool (B, L+1): frame t belongs to the newest episode in the sequence
+    targets: torch.Tensor | None = None  # uint8 images the model reconstructs: None = frames
+    # (with --random-crop, ``frames`` are the cropped inputs and these the originals)
+
+    @property
+    def images(self) -> torch.Tensor:
+        """The images the model's likelihood is of."""
+        return self.frames if self.targets is None else self.targets
+
+    def _map(self, fn) -> Batch:
+        return Batch(*(None if (v := getattr(self, f)) is None else fn(v)
+                       for f in self.__annotations__))
 
     def to(self, device: torch.device) -> Batch:
-        fields = self.__annotations__
-        return Batch(*(getattr(self, f).to(device, non_blocking=True) for f in fields))
+        return self._map(lambda v: v.to(device, non_blocking=True))
 
     def rows(self, start: int, stop: int | None = None) -> Batch:
         """Sequences ``start:stop`` of the batch (views)."""
-        return Batch(*(getattr(self, f)[start:stop] for f in self.__annotations__))
+        return self._map(lambda v: v[start:stop])
 
 
 def episode_masks(first: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -21,6 +21,7 @@ import torch
 
 from slac import checkpoint, envs, parallel, runtime, viz
 from slac.agent import SLACAgent
+from slac.augment import crop_batch
 from slac.config import (
     Config,
     ConfigError,
@@ -36,7 +37,7 @@ from slac.config import (
 from slac.evaluate import EvaluationStopped, evaluate, summary
 from slac.logger import Logger, Metrics, NonFiniteLoss, Progress, duration
 from slac.policy import Policy, PolicyHistory
-from slac.replay import Replay, ReplayDamaged, checkpoint_margin
+from slac.replay import Batch, Replay, ReplayDamaged, checkpoint_margin
 from slac.rundir import RunDirError, RunLock, check_space, check_usable
 from slac.tasks import get_task, random_action
 
@@ -187,11 +188,15 @@ class Trainer:
             self.progress.update("random", self.env_step, self.cfg.random_steps)
         self.phase = "pretrain"
 
+    def _sample(self, sequences: int) -> Batch:
+        batch = self.replay.sample(sequences, self.cfg.sequence_length)
+        return crop_batch(batch, self.replay.rng) if self.cfg.random_crop else batch
+
     def pretrain(self) -> None:
         cfg = self.cfg
         self.agent.set_model_lr(cfg.pretraining_model_lr)
         while self.pretrained < cfg.pretrain_updates:
-            batch = self.replay.sample(cfg.model_batch_size, cfg.sequence_length)
+            batch = self._sample(cfg.model_batch_size)
             self._accumulate(self.updates_schedule.update_model(batch))
             self.pretrained += 1
             if self.pretrained % 500 == 0 or self.pretrained == cfg.pretrain_updates:
@@ -214,7 +219,7 @@ class Trainer:
                 self._begin_episode()
             self._env_step(self.agent.act(self.history.frames, self.history.actions))
             for _ in range(cfg.updates_per_step):
-                batch = self.replay.sample(cfg.batch_size, cfg.sequence_length)
+                batch = self._sample(cfg.batch_size)
                 stats = self.updates_schedule.update(batch)
                 self.updates += 1
                 self._accumulate(stats)

@@ -287,9 +287,11 @@ def test_each_latent_model_trains_evaluates_and_draws_through_the_cli(tmp_path, 
     back, and resuming it as another model is refused, even with --override."""
     run_dir = str(tmp_path / name)
     short = [*TINY, "--env-steps", "500", "--eval-every", "500"]  # the later flag wins
-    done = run("train", "--run-dir", run_dir, *short, "--model", name)
+    crop = ["--random-crop"] if name == "deterministic" else []  # Appendix D's augmentation
+    done = run("train", "--run-dir", run_dir, *short, "--model", name, *crop)
     assert done.returncode == 0, done.stderr
-    assert json.loads((tmp_path / name / "config.json").read_text())["config"]["model"] == name
+    stored = json.loads((tmp_path / name / "config.json").read_text())["config"]
+    assert stored["model"] == name and stored["random_crop"] == bool(crop)
     if name != "deterministic":
         return
     assert run("eval", "--run-dir", run_dir, "--episodes", "1").returncode == 0

@@ -3,7 +3,7 @@
 One update (released code): sample B sequences; run the encoder and the filtering posterior once
 over all of them with the parameters as they are before this update; the model loss (Eq. 7) takes
 the first ``model_batch_size`` sequences with gradients; the critics (Eq. 8-9) and the actor
-(Eq. 10) take all B with gradients stopped into the model.
+(Eq. 10) take all B with gradients stopped into the model, every loss computed before any step.
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ class SLACAgent:
                    before_step: Callable[[], None] | None = None) -> dict[str, torch.Tensor]:
         """Eq. (7) on ``b`` from its posterior sample, its gradient and one Adam step; calls
         ``before_step()`` between the two (another thread may still read the weights)."""
-        loss, stats = self.model.loss(b.images, b.actions, b.rewards, b.valid, post)
+        loss, stats = self.model.loss(b.images, b.actions, b.rewards, b.first, post)
         self.model_opt.zero_grad(set_to_none=True)
         loss.backward()
         if before_step is not None:
@@ -174,7 +174,7 @@ class SLACAgent:
         features = self.model.encoder(h.frames)
         post = self.model.filter(features, h.actions, h.first,
                                  noise=(noise[0][lo:hi], noise[1][lo:hi]))
-        loss, stats = self.model.loss(h.images, h.actions, h.rewards, h.valid, post)
+        loss, stats = self.model.loss(h.images, h.actions, h.rewards, h.first, post)
         w = (hi - lo) / n  # Eq. (7) averages over sequences: each share by its size
         params = [p for p in self.model.parameters() if p.requires_grad]
         grads = torch.autograd.grad(loss * w, params, allow_unused=True)
@@ -251,8 +251,15 @@ class SLACAgent:
         return reward + self.cfg.gamma * (1.0 - terminal) * v_next
 
     def update_actor_critic(self, features: torch.Tensor, z: torch.Tensor, b: Batch):
-        """Eq. (8)-(10) and the temperature, on detached encoder features and latents."""
+        """Eq. (8)-(10) and the temperature, on detached encoder features and latents.
+
+        As in the released code: the critics take the last transition (z_T-1, a_T-1, z_T); the
+        actor and the temperature take the history at z_T-1 (which may be an episode's first
+        step), against the critics as they were before this update; every loss is computed
+        before any step.
+        """
         feats, acts = actor_history(features, b.actions, b.first, b.valid)
+        h_t = (feats[:, :-1], acts[:, :-1])  # x_{1:T-1}, a_{1:T-2}: the history at z_{T-1}
         h_next = (feats[:, 1:], acts[:, 1:])  # x_{2:T}, a_{2:T-1}: the history at z_{T}
         z_t, z_next = z[:, -2], z[:, -1]
         a_t, r_t, done = b.actions[:, -1], b.rewards[:, -1], b.terminals[:, -1]
@@ -260,23 +267,20 @@ class SLACAgent:
         target = self.td_target(z_next, h_next, r_t, done)
         q1, q2 = self.critic(z_t, a_t)
         critic_loss = 0.5 * (F.mse_loss(q1, target) + F.mse_loss(q2, target))  # Eq. (8)
-        self.critic_opt.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.critic_opt.step()
 
-        action, logp = self.actor.sample(*h_next, generator=self.rng_actor_critic)
+        action, logp = self.actor.sample(*h_t, generator=self.rng_actor_critic)
         self.critic.requires_grad_(False)
-        q1_pi, q2_pi = self.critic(z_next, action)
+        q1_pi, q2_pi = self.critic(z_t, action)
         self.critic.requires_grad_(True)
         actor_loss = (alpha * logp - torch.min(q1_pi, q2_pi)).mean()  # Eq. (10)
-        self.actor_opt.zero_grad(set_to_none=True)
-        actor_loss.backward()
-        self.actor_opt.step()
-
         alpha_loss = -(self.log_alpha * (logp.detach() + self.target_entropy)).mean()
-        self.alpha_opt.zero_grad(set_to_none=True)
-        alpha_loss.backward()
-        self.alpha_opt.step()
+
+        opts = (self.critic_opt, self.actor_opt, self.alpha_opt)
+        for opt, loss in zip(opts, (critic_loss, actor_loss, alpha_loss), strict=True):
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+        for opt in opts:
+            opt.step()
 
         with torch.no_grad():
             params = zip(self.critic.parameters(), self.critic_target.parameters(), strict=True)

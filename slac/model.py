@@ -213,14 +213,15 @@ class LatentModel(nn.Module):
         frames: torch.Tensor,
         actions: torch.Tensor,
         rewards: torch.Tensor,
-        valid: torch.Tensor,
+        first: torch.Tensor,
         post: Filtered,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Eq. (7) plus the reward log-likelihood, summed over time, averaged over sequences
         (for each variant its own ELBO: the KL term is over its stochastic latent z1).
 
-        Frames before the newest episode start in a sequence are masked out, and so is the
-        transition that crosses into it.
+        ``first`` (B, T) marks episode starts. Every frame counts, an older episode's in the
+        sequence too (the posterior restarts at the start); only the reward of the transition
+        that crosses into the new episode is masked, as in the released code.
         """
         z = post.z
         target = frames.permute(0, 1, 4, 2, 3).float().div_(255.0)  # (B, T, 3, H, W)
@@ -232,9 +233,9 @@ class LatentModel(nn.Module):
             kl = gaussian_kl(post.q_mean, post.q_std, post.p_mean, post.p_std)
         r_mean, r_std = self.reward(z[:, :-1], actions, z[:, 1:])
         reward_nll = gaussian_nll(rewards, r_mean.squeeze(-1), r_std.squeeze(-1) ** 2)
-        m, m_r = valid.float(), valid[:, :-1].float()
-        image_term = (nll_x * m).sum(1).mean()
-        kl_term = (kl * m).sum(1).mean()
+        m_r = (~first[:, 1:]).float()  # transition t -> t+1 within one episode
+        image_term = nll_x.sum(1).mean()
+        kl_term = kl.sum(1).mean()
         reward_term = (reward_nll * m_r).sum(1).mean()
         loss = image_term + kl_term + reward_term  # Eq. (7) + reward model
         stats = {

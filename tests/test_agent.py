@@ -61,7 +61,7 @@ def test_update_gives_the_model_the_gradient_of_its_own_loss_alone(small_cfg):
     agent.update(b)
     head = b.rows(0, small_cfg.model_batch_size)
     _, post = twin.model_posterior(head)
-    loss, _ = twin.model.loss(head.frames, head.actions, head.rewards, head.valid, post)
+    loss, _ = twin.model.loss(head.frames, head.actions, head.rewards, head.first, post)
     want = torch.autograd.grad(loss, list(twin.model.parameters()))
     for (name, p), g in zip(agent.model.named_parameters(), want, strict=True):
         assert torch.equal(p.grad, g), name

@@ -50,8 +50,8 @@ def test_the_model_sees_cropped_inputs_and_reconstructs_the_originals(small_cfg)
     stats = agent.update_model(cropped)
     m = twin.model
     post = m.filter(m.encoder(cropped.frames), cropped.actions, cropped.first, twin.rng_model)
-    _, expected = m.loss(original.frames, cropped.actions, cropped.rewards, cropped.valid, post)
+    _, expected = m.loss(original.frames, cropped.actions, cropped.rewards, cropped.first, post)
     torch.testing.assert_close(stats["image_nll"], expected["image_nll"], rtol=0, atol=0)
     # against the cropped frames as targets, the likelihood differs: the test can tell them apart
-    _, wrong = m.loss(cropped.frames, cropped.actions, cropped.rewards, cropped.valid, post)
+    _, wrong = m.loss(cropped.frames, cropped.actions, cropped.rewards, cropped.first, post)
     assert not torch.equal(wrong["image_nll"], expected["image_nll"])

@@ -37,8 +37,7 @@ def test_each_model_filters_trains_and_draws(small_cfg, name):
     post = m.filter(feats, actions, first)
     assert post.z.shape == (B, T, m.latent_dim)
     frames = torch.randint(0, 256, (B, T, 64, 64, 3), dtype=torch.uint8)
-    valid = torch.ones(B, T, dtype=torch.bool)
-    loss, stats = m.loss(frames, actions, torch.randn(B, T - 1), valid, post)
+    loss, stats = m.loss(frames, actions, torch.randn(B, T - 1), first, post)
     loss.backward()
     assert torch.isfinite(loss) and all(torch.isfinite(v) for v in stats.values())
     grads = {n: p.grad for n, p in m.named_parameters() if not n.startswith("encoder.")}
@@ -108,10 +107,9 @@ def test_partially_stochastic_model_has_a_deterministic_z2_path(small_cfg):
     assert not torch.allclose(a.z1, c.z1) and not torch.allclose(a.z2[:, 1:], c.z2[:, 1:])
 
 
-def loss_terms(m, post, actions):
+def loss_terms(m, post, actions, first):
     frames = torch.randint(0, 256, (B, T, 64, 64, 3), dtype=torch.uint8)
-    valid = torch.ones(B, T, dtype=torch.bool)
-    return m.loss(frames, actions, torch.zeros(B, T - 1), valid, post)[1]
+    return m.loss(frames, actions, torch.zeros(B, T - 1), first, post)[1]
 
 
 def test_vae_kl_is_against_the_standard_normal_at_every_step(small_cfg):
@@ -121,7 +119,7 @@ def test_vae_kl_is_against_the_standard_normal_at_every_step(small_cfg):
     mean, std = m.z1_posterior_init(feats)
     # closed form of KL(N(mu, s^2) || N(0, 1)) per unit: (s^2 + mu^2 - 1)/2 - log s
     kl = ((std**2 + mean**2 - 1) / 2 - std.log()).sum(-1).sum(1).mean()
-    torch.testing.assert_close(loss_terms(m, post, actions)["kl"], kl.detach())
+    torch.testing.assert_close(loss_terms(m, post, actions, first)["kl"], kl.detach())
 
 
 def test_slac_kl_is_analytic_between_posterior_and_prior(small_cfg):
@@ -129,7 +127,7 @@ def test_slac_kl_is_analytic_between_posterior_and_prior(small_cfg):
     feats, actions, first = inputs()
     post = m.filter(feats, actions, first)
     kl = gaussian_kl(post.q_mean, post.q_std, post.p_mean, post.p_std).sum(1).mean()
-    torch.testing.assert_close(loss_terms(m, post, actions)["kl"], kl.detach())
+    torch.testing.assert_close(loss_terms(m, post, actions, first)["kl"], kl.detach())
 
 
 def test_deterministic_model_trains_its_prior_to_predict_the_posterior_latent(small_cfg):
@@ -141,7 +139,7 @@ def test_deterministic_model_trains_its_prior_to_predict_the_posterior_latent(sm
     # -log N(z1; mu_p, 1) = (z1 - mu_p)^2 / 2 + log(2 pi) / 2 per unit, none at episode starts
     nll = ((post.z1 - post.p_mean) ** 2 / 2 + math.log(2 * math.pi) / 2).sum(-1)
     expected = (nll * ~first).sum(1).mean()
-    torch.testing.assert_close(loss_terms(m, post, actions)["kl"], expected.detach())
+    torch.testing.assert_close(loss_terms(m, post, actions, first)["kl"], expected.detach())
 
 
 def test_agent_critics_take_the_models_latent(small_cfg):

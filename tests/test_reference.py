@@ -51,12 +51,14 @@ A = 2  # action dimensions: every per-dimension sum and the target entropy -|A| 
 
 
 def batch_with_masks_and_terminals(cfg):
-    """The first batch (over seeds) whose both parts cross an episode start and whose
-    actor-critic part ends some sequences in a terminal transition."""
+    """The first batch (over seeds) whose both parts cross an episode start, one of whose
+    actor histories ends at an episode's first frame, and whose actor-critic part ends some
+    sequences in a terminal transition."""
     mb = cfg.model_batch_size
-    for seed in range(100):
+    for seed in range(1000):
         b = make_batch(cfg, action_dim=A, seed=seed, terminal=True)
-        if b.first[:mb, 1:].any() and b.first[mb:, 1:].any() and b.terminals[:, -1].any():
+        if (b.first[:mb, 1:].any() and b.first[mb:, 1:].any() and b.first[:, -2].any()
+                and b.terminals[:, -1].any()):
             return b
     raise AssertionError("no such batch")
 
@@ -111,11 +113,11 @@ def test_update_matches_plain_equations(small_cfg, one_thread):
             continue
         x = b.frames[i].permute(0, 3, 1, 2).float() / 255
         mean = plain_decoder(model.decoder, z)
-        for t in range(start[i], T):
+        for t in range(T):  # every frame, the older episode's too (released code)
             nll = -Normal(mean[t], math.sqrt(cfg.decoder_var)).log_prob(x[t]).sum()
             sums["image_nll"] += nll / mb
             sums["kl"] += kl[t] / mb
-            if t < T - 1:
+            if t < T - 1 and not b.first[i, t + 1]:  # no reward across an episode start
                 r = Normal(*model.reward(z[t], b.actions[i, t], z[t + 1]))
                 sums["reward_nll"] += -r.log_prob(b.rewards[i, t : t + 1]).sum() / mb
     loss_m = sums["image_nll"] + sums["kl"] + sums["reward_nll"]
@@ -132,9 +134,11 @@ def test_update_matches_plain_equations(small_cfg, one_thread):
     z_all = torch.stack(latents).detach()
     f_all = feats.detach()
 
-    def history(i):  # frames before the newest episode start -> its first frame; actions -> 0
-        f = torch.stack([f_all[i, max(t, start[i])] for t in range(1, T)])
-        a = torch.stack([b.actions[i, t] * (t >= start[i]) for t in range(1, T - 1)])
+    def history(i, last=T - 1):  # the L frames ending at ``last`` and their L-1 actions;
+        # frames before the newest episode start -> its first frame; their actions -> 0
+        steps = range(last - (T - 2), last + 1)
+        f = torch.stack([f_all[i, max(t, start[i])] for t in steps])
+        a = torch.stack([b.actions[i, t] * (t >= start[i]) for t in steps[:-1]])
         return f, a
 
     alpha = ref.log_alpha.exp().detach()
@@ -152,10 +156,17 @@ def test_update_matches_plain_equations(small_cfg, one_thread):
     for p, g in zip(agent.critic.parameters(), g_critic, strict=True):
         torch.testing.assert_close(p.grad, g, rtol=1e-3, atol=1e-6)
 
-    # Eq. (10) and the temperature, with the critics after their step (Algorithm 1's order)
+    # Eq. (10) and the temperature on the history at z_T-1 (it may be an episode's first step),
+    # with the critics from before their step: the released code computes every loss first
     critic_before = copy.deepcopy(ref.critic)
+    actor_terms, logps = [], []
+    for i in range(B):
+        a, logp = tanh_normal(ref.actor, *history(i, last=T - 2), eps_actor[i])
+        q = torch.min(*critic_before(z_all[i, -2][None], a[None]))
+        actor_terms.append(alpha * logp - q)
+        logps.append(logp)
     assert_adam_step(ref.critic.parameters(), agent.critic.parameters(), g_critic, cfg.critic_lr)
-    with torch.no_grad():  # continue from the agent's critics, as Eq. (10) reads them
+    with torch.no_grad():
         for p, q in zip(ref.critic.parameters(), agent.critic.parameters(), strict=True):
             p.copy_(q)
     # the target critics: theta' <- (1 - tau) theta' + tau theta, after the critics' step
@@ -166,12 +177,6 @@ def test_update_matches_plain_equations(small_cfg, one_thread):
                                    rtol=1e-5, atol=1e-7)
     assert not all(torch.equal(p, q) for p, q in
                    zip(critic_before.parameters(), ref.critic.parameters(), strict=True))
-    actor_terms, logps = [], []
-    for i in range(B):
-        a, logp = tanh_normal(ref.actor, *history(i), eps_actor[i])
-        q = torch.min(*ref.critic(z_all[i, -1][None], a[None]))
-        actor_terms.append(alpha * logp - q)
-        logps.append(logp)
     actor_loss = torch.stack(actor_terms).mean()
     torch.testing.assert_close(stats["actor_loss"], actor_loss.detach(), rtol=1e-4, atol=1e-5)
     g_actor = torch.autograd.grad(actor_loss, list(ref.actor.parameters()))

@@ -29,7 +29,7 @@ train: setup
 	fi
 
 test: setup
-	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q tests
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q --durations=25 tests
 	$(BIN)/ruff check slac tests
 
 # The suite without its end-to-end tests (subprocesses, CLI runs, kills): a few minutes.

@@ -66,9 +66,12 @@ class SLACAgent:
     def __init__(self, cfg: Config, action_dim: int, device: torch.device):
         self.cfg, self.device, self.action_dim = cfg, device, action_dim
         self.model = build_model(cfg, action_dim).to(device)
-        self.actor = Actor(cfg.feature_dim, action_dim, cfg.sequence_length, cfg.hidden,
+        L = cfg.sequence_length  # the history: L encoded frames and L-1 actions
+        size = {"latent": self.model.latent_dim,
+                "history": L * cfg.feature_dim + (L - 1) * action_dim}
+        self.actor = Actor(size[cfg.actor_input], action_dim, cfg.hidden,
                            get_task(cfg.task).policy_std_scale).to(device)
-        self.critic = Critic(self.model.latent_dim, action_dim, cfg.hidden).to(device)
+        self.critic = Critic(size[cfg.critic_input], action_dim, cfg.hidden).to(device)
         if cfg.init == "glorot":
             for net in (self.model, self.actor, self.critic):
                 net.apply(glorot_init)
@@ -96,20 +99,27 @@ class SLACAgent:
 
     # ---------------------------------------------------------------- acting
     @torch.no_grad()
-    def act(self, frames: np.ndarray, actions: np.ndarray,
-            deterministic: bool = False) -> np.ndarray:
+    def act(self, frames: np.ndarray, actions: np.ndarray, deterministic: bool = False,
+            start: int = 0) -> np.ndarray:
         """a ~ pi(. | frames (L, H, W, 3) uint8, actions (L-1, A)) for one environment; with
-        ``deterministic``, the mode tanh(mean) instead of a sample.
+        ``deterministic``, the mode tanh(mean) instead of a sample. ``start``: the index of the
+        episode's first frame in the history, where a latent actor's posterior restarts.
 
         The whole history is encoded with the current encoder, as in training; caching older
         frames' features would feed the actor stale ones.
         """
         f = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device)
-        a = torch.from_numpy(np.asarray(actions, np.float32)).to(self.device)
+        a = torch.from_numpy(np.asarray(actions, np.float32)).to(self.device)[None]
         features = self.model.encoder(f)[None]
+        if self.cfg.actor_input == "latent":  # z_t of the posterior filtered over the history
+            first = torch.zeros(features.shape[:2], dtype=torch.bool, device=self.device)
+            first[0, [0, start]] = True
+            inputs = (self.model.filter(features, a, first).z[:, -1],)
+        else:
+            inputs = (features, a)
         if deterministic:
-            return torch.tanh(self.actor(features, a[None])[0])[0].cpu().numpy()
-        action, _ = self.actor.sample(features, a[None])
+            return torch.tanh(self.actor(*inputs)[0])[0].cpu().numpy()
+        action, _ = self.actor.sample(*inputs)
         return action[0].cpu().numpy()
 
     # ---------------------------------------------------------------- learning
@@ -241,36 +251,43 @@ class SLACAgent:
         return torch.cat([f, tail[0]]), torch.cat([z, tail[1]])
 
     @torch.no_grad()
-    def td_target(self, z_next: torch.Tensor, h_next: tuple[torch.Tensor, torch.Tensor],
+    def td_target(self, critic_next: tuple[torch.Tensor, ...],
+                  actor_next: tuple[torch.Tensor, ...],
                   reward: torch.Tensor, terminal: torch.Tensor) -> torch.Tensor:
-        """r + gamma V(z'), with V from the target critics (Eq. 9); no bootstrap at termination
-        (a time limit is not a termination, so it bootstraps)."""
-        a_next, logp_next = self.actor.sample(*h_next, generator=self.rng_actor_critic)
-        q1_t, q2_t = self.critic_target(z_next, a_next)
+        """r + gamma V(s'), with V from the target critics (Eq. 9) on the critics' and the
+        actor's inputs at the next step; no bootstrap at termination (a time limit is not a
+        termination, so it bootstraps)."""
+        a_next, logp_next = self.actor.sample(*actor_next, generator=self.rng_actor_critic)
+        q1_t, q2_t = self.critic_target(*critic_next, a_next)
         v_next = torch.min(q1_t, q2_t) - self.alpha * logp_next  # Eq. (9)
         return reward + self.cfg.gamma * (1.0 - terminal) * v_next
 
     def update_actor_critic(self, features: torch.Tensor, z: torch.Tensor, b: Batch):
         """Eq. (8)-(10) and the temperature, on detached encoder features and latents.
 
-        As in the released code: the critics take the last transition (z_T-1, a_T-1, z_T); the
-        actor and the temperature take the history at z_T-1 (which may be an episode's first
-        step), against the critics as they were before this update; every loss is computed
-        before any step.
+        As in the released code: the critics take the last transition (step T-1 to T); the
+        actor and the temperature take step T-1 (which may be an episode's first step),
+        against the critics as they were before this update; every loss is computed before any
+        step. The critics see a latent sample or the history (``--critic-input``), the actor
+        the history or a latent sample (``--actor-input``).
         """
         feats, acts = actor_history(features, b.actions, b.first, b.valid)
-        h_t = (feats[:, :-1], acts[:, :-1])  # x_{1:T-1}, a_{1:T-2}: the history at z_{T-1}
-        h_next = (feats[:, 1:], acts[:, 1:])  # x_{2:T}, a_{2:T-1}: the history at z_{T}
-        z_t, z_next = z[:, -2], z[:, -1]
+        inputs = {  # each input at the last transition's two steps, T-1 and T
+            "history": ((feats[:, :-1], acts[:, :-1]),  # x_{1:T-1}, a_{1:T-2}
+                        (feats[:, 1:], acts[:, 1:])),  # x_{2:T}, a_{2:T-1}
+            "latent": ((z[:, -2],), (z[:, -1],)),
+        }
+        critic_t, critic_next = inputs[self.cfg.critic_input]
+        actor_t, actor_next = inputs[self.cfg.actor_input]
         a_t, r_t, done = b.actions[:, -1], b.rewards[:, -1], b.terminals[:, -1]
         alpha = self.alpha
-        target = self.td_target(z_next, h_next, r_t, done)
-        q1, q2 = self.critic(z_t, a_t)
+        target = self.td_target(critic_next, actor_next, r_t, done)
+        q1, q2 = self.critic(*critic_t, a_t)
         critic_loss = 0.5 * (F.mse_loss(q1, target) + F.mse_loss(q2, target))  # Eq. (8)
 
-        action, logp = self.actor.sample(*h_t, generator=self.rng_actor_critic)
+        action, logp = self.actor.sample(*actor_t, generator=self.rng_actor_critic)
         self.critic.requires_grad_(False)
-        q1_pi, q2_pi = self.critic(z_t, action)
+        q1_pi, q2_pi = self.critic(*critic_t, action)
         self.critic.requires_grad_(True)
         actor_loss = (alpha * logp - torch.min(q1_pi, q2_pi)).mean()  # Eq. (10)
         alpha_loss = -(self.log_alpha * (logp.detach() + self.target_entropy)).mean()

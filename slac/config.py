@@ -112,6 +112,12 @@ class Config:
         "filtering (sequential, one latent), partially-stochastic (deterministic z2), "
         "deterministic", choices=MODELS,
     )
+    critic_input: str = _f("latent", "what the critics see (Figure 5b): latent (a posterior "
+                           "sample z_t) or history (the actor's frames and actions)",
+                           choices=("latent", "history"))
+    actor_input: str = _f("history", "what the actor sees (Figure 5b): history (encoded frames "
+                          "and past actions) or latent (a posterior sample z_t)",
+                          choices=("history", "latent"))
     random_crop: bool = _f(False, "train model and policy on random crops of the frames, "
                                   "replicate-padded by 4 pixels (Figure 13); targets and "
                                   "acting use the frames as they are")
@@ -197,7 +203,8 @@ def resolve(cfg: Config) -> Config:
     if c.threads < 0 or c.threads > 4 * cores:
         raise ConfigError(f"--threads must be 0 (all cores) or 1..{4 * cores} on this machine "
                           f"of {cores} cores, got {c.threads}")
-    for name in ("device", "render_quality", "preset", "init", "model"):
+    for name in ("device", "render_quality", "preset", "init", "model", "critic_input",
+                 "actor_input"):
         choices = Config.__dataclass_fields__[name].metadata["choices"]
         if getattr(c, name) not in choices and not (name == "preset" and c.preset is None):
             raise ConfigError(f"--{name.replace('_', '-')} must be one of {', '.join(choices)}")
@@ -249,6 +256,8 @@ RESUMABLE_CHANGES = (
 FIXED = {
     "task": "the task decides the action size and the data in the replay",
     "model": "it changes the latent model's networks",
+    "critic_input": "it changes the critics' input size",
+    "actor_input": "it changes the actor's input size",
     "hidden": "it changes the networks' shapes", "z1_dim": "it changes the networks' shapes",
     "z2_dim": "it changes the networks' shapes",
     "feature_dim": "it changes the networks' shapes",

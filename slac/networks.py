@@ -158,43 +158,46 @@ def tanh_gaussian_log_prob(u: torch.Tensor, mean: torch.Tensor, std: torch.Tenso
     return (normal - log_det).sum(-1)
 
 
+def flat(*inputs: torch.Tensor) -> torch.Tensor:
+    """Inputs (B, ...) each flattened and concatenated: (B, sum of their sizes)."""
+    return torch.cat([x.flatten(1) for x in inputs], -1) if len(inputs) > 1 else inputs[0]
+
+
 class Actor(nn.Module):
-    """pi(a_t | x_{t-L+1:t}, a_{t-L+1:t-1}): encoded frames and past actions -> tanh Gaussian."""
+    """pi(a_t | input) -> tanh Gaussian. The paper's input is the history: encoded frames
+    x_{t-L+1:t} (B, L, F) and past actions a_{t-L+1:t-1} (B, L-1, A); the ablation's a latent
+    sample z_t (B, Z). Inputs are flattened and concatenated; ``inp`` is their total size."""
 
-    def __init__(self, feature_dim: int, action_dim: int, history: int, hidden: int,
-                 std_scale: float = 1.0):
+    def __init__(self, inp: int, action_dim: int, hidden: int, std_scale: float = 1.0):
         super().__init__()
-        self.history = history
         self.std_scale = std_scale
-        self.net = mlp(history * feature_dim + (history - 1) * action_dim, 2 * action_dim, hidden,
-                       act=nn.ReLU)
+        self.net = mlp(inp, 2 * action_dim, hidden, act=nn.ReLU)
 
-    def forward(
-        self, features: torch.Tensor, actions: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """features (B, L, F), actions (B, L-1, A) -> pre-tanh mean and std."""
-        h = torch.cat([features.flatten(1), actions.flatten(1)], -1)
-        mean, log_std = self.net(h).chunk(2, -1)
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The actor's inputs -> pre-tanh mean and std."""
+        mean, log_std = self.net(flat(*inputs)).chunk(2, -1)
         return mean, log_std.clamp(-20.0, 2.0).exp() * self.std_scale
 
     def sample(
-        self, features: torch.Tensor, actions: torch.Tensor,
-        generator: torch.Generator | None = None,
+        self, *inputs: torch.Tensor, generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """A reparameterised action in [-1, 1] and its log-probability."""
-        mean, std = self(features, actions)
+        mean, std = self(*inputs)
         u = mean + std * noise_like(mean, generator)
         return torch.tanh(u), tanh_gaussian_log_prob(u, mean, std)
 
 
 class Critic(nn.Module):
-    """Twin soft Q-functions Q_i(z, a), each an MLP 2x256."""
+    """Twin soft Q-functions Q_i(s, a), each an MLP 2x256. The paper's s is a latent sample
+    z_t; the ablation's the history (encoded frames and past actions), flattened like the
+    actor's; ``inp`` is its size."""
 
-    def __init__(self, latent_dim: int, action_dim: int, hidden: int):
+    def __init__(self, inp: int, action_dim: int, hidden: int):
         super().__init__()
-        self.q1 = mlp(latent_dim + action_dim, 1, hidden, act=nn.ReLU)
-        self.q2 = mlp(latent_dim + action_dim, 1, hidden, act=nn.ReLU)
+        self.q1 = mlp(inp + action_dim, 1, hidden, act=nn.ReLU)
+        self.q2 = mlp(inp + action_dim, 1, hidden, act=nn.ReLU)
 
-    def forward(self, z: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        za = torch.cat([z, a], -1)
-        return self.q1(za).squeeze(-1), self.q2(za).squeeze(-1)
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The state's inputs, then the action a (B, A) -> Q_1, Q_2 (B,)."""
+        sa = flat(*inputs)
+        return self.q1(sa).squeeze(-1), self.q2(sa).squeeze(-1)

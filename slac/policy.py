@@ -43,16 +43,19 @@ class PolicyHistory:
         self.length, self.action_dim = length, action_dim
         self.frames: np.ndarray | None = None
         self.actions = np.zeros((length - 1, action_dim), dtype=np.float32)
+        self.start = 0  # index of the episode's first frame in ``frames`` (0 once it left)
 
     def reset(self, frame: np.ndarray) -> None:
         """Start an episode at ``frame`` (HWC or CHW)."""
         self.frames = np.repeat(hwc(frame)[None], self.length, 0)
         self.actions[:] = 0.0
+        self.start = self.length - 1
 
     def push(self, action: np.ndarray, frame: np.ndarray) -> None:
         """``action`` was taken and ``frame`` (HWC or CHW) observed after it."""
         self.frames = np.concatenate([self.frames[1:], hwc(frame)[None]])
         self.actions = np.concatenate([self.actions[1:], action[None].astype(np.float32)])
+        self.start = max(self.start - 1, 0)
 
 
 class Policy:
@@ -95,7 +98,8 @@ class Policy:
             raise RuntimeError("call reset(first_observation) before act()")
         if self.last_action is not None:
             self.history.push(self.last_action, observation)
-        action = self.agent.act(self.history.frames, self.history.actions, deterministic)
+        action = self.agent.act(self.history.frames, self.history.actions, deterministic,
+                                self.history.start)
         self.last_action = action
         return action
 

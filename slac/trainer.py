@@ -217,7 +217,8 @@ class Trainer:
         while self.env_step < cfg.env_steps:
             if not self.in_episode:
                 self._begin_episode()
-            self._env_step(self.agent.act(self.history.frames, self.history.actions))
+            self._env_step(self.agent.act(self.history.frames, self.history.actions,
+                                          start=self.history.start))
             for _ in range(cfg.updates_per_step):
                 batch = self._sample(cfg.batch_size)
                 stats = self.updates_schedule.update(batch)
@@ -402,7 +403,7 @@ class Trainer:
             "replay": self.replay.state_dict(),
             "env": self.env.get_state(),
             "eval_env": self.eval_env.get_state(),
-            "history": (self.history.frames, self.history.actions),
+            "history": (self.history.frames, self.history.actions, self.history.start),
             "logs": self.logger.state_dict(self.env_step, self.pretrained),
         }
 
@@ -425,7 +426,8 @@ class Trainer:
         if not state["env"].get("exact", True):  # this environment restarts its episode
             self.in_episode = False
         self.eval_env.set_state(state["eval_env"])
-        self.history.frames, self.history.actions = state["history"]
+        self.history.frames, self.history.actions, *start = state["history"]
+        self.history.start = start[0] if start else 0  # absent before --actor-input
 
     def close(self) -> None:
         self.updates_schedule.close()

@@ -45,7 +45,7 @@ def critic_loss_alone(agent, b):
     tail = agent.latents(b.rows(mb))
     f, z = agent.actor_critic_inputs(features, post, tail)
     feats, acts = actor_history(f, b.actions, b.first, b.valid)
-    target = agent.td_target(z[:, -1], (feats[:, 1:], acts[:, 1:]), b.rewards[:, -1],
+    target = agent.td_target((z[:, -1],), (feats[:, 1:], acts[:, 1:]), b.rewards[:, -1],
                              b.terminals[:, -1])
     q1, q2 = agent.critic(z[:, -2], b.actions[:, -1])
     return 0.5 * (F.mse_loss(q1, target) + F.mse_loss(q2, target))
@@ -150,9 +150,35 @@ def test_policy_history_at_reset_matches_training_mask():
     h.reset(x0)
     assert h.frames.shape == (4, 64, 64, 3) and np.all(h.frames == 9)
     assert h.actions.shape == (3, 2) and np.all(h.actions == 0)
+    assert h.start == 3  # the episode's first frame: the newest
     h.push(np.ones(2, np.float32), np.full((3, 64, 64), 5, np.uint8))
     assert np.all(h.frames[-1] == 5) and np.all(h.frames[:-1] == 9)
     assert np.all(h.actions[-1] == 1) and np.all(h.actions[:-1] == 0)
+    assert h.start == 2
+    for _ in range(4):
+        h.push(np.ones(2, np.float32), np.full((3, 64, 64), 5, np.uint8))
+    assert h.start == 0
+
+
+def test_latent_actor_acts_on_the_posterior_filtered_from_the_episode_start(small_cfg):
+    """With --actor-input latent the actor sees z_t of the posterior over its history,
+    restarted at the episode's first frame: the padding before it does not matter."""
+    cfg = dataclasses.replace(small_cfg, actor_input="latent", feature_dim=32, conv_width=4)
+    agent = SLACAgent(cfg, 2, torch.device("cpu"))
+    assert agent.actor.net[0].in_features == agent.model.latent_dim
+    L, rng = cfg.sequence_length, np.random.default_rng(0)
+    frames = rng.integers(0, 256, (L, 64, 64, 3), dtype=np.uint8)
+    actions = rng.uniform(-1, 1, (L - 1, 2)).astype(np.float32)
+    other_frames, other_actions = frames.copy(), actions.copy()
+    other_frames[:3] = 0
+    other_actions[:3] = 0.5  # a_t is taken from frame t: these are before the start, 3
+
+    def act(f, a, start):
+        torch.manual_seed(1)  # the posterior's draws: the same in each call
+        return agent.act(f, a, deterministic=True, start=start)
+
+    np.testing.assert_array_equal(act(frames, actions, 3), act(other_frames, other_actions, 3))
+    assert not np.array_equal(act(frames, actions, 0), act(other_frames, other_actions, 0))
 
 
 def test_td_target_bootstraps_through_truncation_not_termination(small_cfg):
@@ -163,7 +189,7 @@ def test_td_target_bootstraps_through_truncation_not_termination(small_cfg):
     r = torch.randn(B)
     terminal = torch.tensor([1.0, 0.0, 1.0, 0.0, 0.0])
     g = torch.Generator().set_state(agent.rng_actor_critic.get_state())
-    got = agent.td_target(z, h, r, terminal)
+    got = agent.td_target((z,), h, r, terminal)
     with torch.no_grad():
         a, logp = agent.actor.sample(*h, generator=g)
         q = torch.min(*agent.critic_target(z, a)) - agent.alpha * logp

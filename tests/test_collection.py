@@ -48,7 +48,7 @@ def test_terminal_transitions_reach_the_batch_and_stop_the_bootstrap(tmp_path):
         z = torch.randn(256, trainer.cfg.z1_dim + trainer.cfg.z2_dim)
         h = (torch.randn(256, trainer.cfg.sequence_length, trainer.cfg.feature_dim),
              torch.zeros(256, trainer.cfg.sequence_length - 1, trainer.action_dim))
-        target = trainer.agent.td_target(z, h, b.rewards[:, -1], b.terminals[:, -1])
+        target = trainer.agent.td_target((z,), h, b.rewards[:, -1], b.terminals[:, -1])
         assert torch.equal(target[done], b.rewards[done, -1])
         assert not torch.equal(target[~done], b.rewards[~done, -1])
     finally:

@@ -59,8 +59,8 @@ def test_actor_samples_in_bounds_with_matching_log_prob():
     """a = tanh(mean + std * eps) for the generator's eps, and its log-probability is the
     tanh-transformed Gaussian's; the DMC policy scale 2 doubles the std of the same actor."""
     torch.manual_seed(0)
-    actor = Actor(feature_dim=16, action_dim=2, history=3, hidden=32, std_scale=2.0)
-    unscaled = Actor(feature_dim=16, action_dim=2, history=3, hidden=32, std_scale=1.0)
+    actor = Actor(3 * 16 + 2 * 2, action_dim=2, hidden=32, std_scale=2.0)
+    unscaled = Actor(3 * 16 + 2 * 2, action_dim=2, hidden=32, std_scale=1.0)
     unscaled.load_state_dict(actor.state_dict())
     f, a = torch.randn(10, 3, 16), torch.rand(10, 2, 2) * 2 - 1
     action, logp = actor.sample(f, a, generator=torch.Generator().manual_seed(5))

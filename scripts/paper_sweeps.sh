@@ -14,9 +14,9 @@ shift
 case "$grid" in
   # Figure 4: 6 tasks x 10 seeds, each task at its published best decoder variance (the default)
   main) exec $SLAC sweep --out "$OUT/main" --tasks "$DMC" --seeds 0-9 "${COMMON[@]}" "$@" ;;
-  # Figures 5a and 8: the latent variable model (PlaNet's is not in slac yet)
+  # Figures 5a and 8: the latent variable model
   models) exec $SLAC sweep --out "$OUT/models" --tasks "$DMC" --seeds 0-9 \
-      --model slac,vae,factored-vae,filtering,partially-stochastic,deterministic \
+      --model slac,vae,factored-vae,filtering,partially-stochastic,deterministic,planet \
       "${COMMON[@]}" "$@" ;;
   # Figure 12: the decoder variance
   decoder-var) exec $SLAC sweep --out "$OUT/decoder-var" --tasks "$DMC" --seeds 0-9 \

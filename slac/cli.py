@@ -12,6 +12,7 @@ import sys
 import typing
 
 from slac.config import (
+    MODELS,
     PRESETS,
     Config,
     ConfigError,
@@ -91,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--iterations", type=int, default=5, help="timed repeats of each part [5]")
     bn.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores) [0]")
     bn.add_argument("--preset", choices=tuple(PRESETS), help="measure a preset's sizes")
+    bn.add_argument("--model", default="slac", choices=MODELS,
+                    help="latent variable model, as `slac train --model` [slac]")
     bn.add_argument("--overlap", action=argparse.BooleanOptionalAction, default=True,
                     help="model and actor-critic streams concurrently, as `slac train` [on]")
     bn.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
@@ -226,7 +229,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.json:  # fail now, not after the measurements
         check_writable(str(Path(args.json).absolute().parent))
     given = {"task": args.task, "threads": args.threads, "device": args.device,
-             "preset": args.preset, "overlap": args.overlap}
+             "preset": args.preset, "overlap": args.overlap, "model": args.model}
     cfg = resolve(Config(**with_preset({k: v for k, v in given.items() if v is not None})))
     from slac.runtime import resolve_device
 

@@ -38,7 +38,8 @@ PRESETS: dict[str, dict[str, tuple]] = {
 }
 
 
-MODELS = ("slac", "vae", "factored-vae", "filtering", "partially-stochastic", "deterministic")
+MODELS = ("slac", "vae", "factored-vae", "filtering", "partially-stochastic", "deterministic",
+          "planet")
 
 
 def field_type(f: dataclasses.Field) -> type:
@@ -110,7 +111,7 @@ class Config:
     model: str = _f(
         "slac", "latent variable model (Figure 5a): slac, vae (non-sequential), factored-vae, "
         "filtering (sequential, one latent), partially-stochastic (deterministic z2), "
-        "deterministic", choices=MODELS,
+        "deterministic, planet (PlaNet's recurrent state-space model)", choices=MODELS,
     )
     critic_input: str = _f("latent", "what the critics see (Figure 5b): latent (a posterior "
                            "sample z_t) or history (the actor's frames and actions)",

@@ -88,6 +88,32 @@ def active_units(means: torch.Tensor, threshold: float = 0.01) -> int:
     return int((means.var(0) > threshold).sum())
 
 
+def sequence_loss(decoder: nn.Module, decoder_var: float, reward: nn.Module,
+                  frames: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
+                  first: torch.Tensor, post: Filtered, kl: torch.Tensor
+                  ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The negative ELBO of Eq. (7) with the reward model, summed over time, averaged over
+    sequences, from a model's posterior sample and its per-step KL term ``kl`` (B, T): every
+    frame counts; only the reward across an episode start (``first``) is masked."""
+    z = post.z
+    target = frames.permute(0, 1, 4, 2, 3).float().div_(255.0)  # (B, T, 3, H, W)
+    nll_x = image_nll(target, decoder(z), decoder_var)  # -log p(x_t | z_t)
+    r_mean, r_std = reward(z[:, :-1], actions, z[:, 1:])
+    reward_nll = gaussian_nll(rewards, r_mean.squeeze(-1), r_std.squeeze(-1) ** 2)
+    m_r = (~first[:, 1:]).float()  # transition t -> t+1 within one episode
+    image_term = nll_x.sum(1).mean()
+    kl_term = kl.sum(1).mean()
+    reward_term = (reward_nll * m_r).sum(1).mean()
+    loss = image_term + kl_term + reward_term  # Eq. (7) + reward model
+    stats = {
+        "model_loss": loss.detach(),
+        "image_nll": image_term.detach(),
+        "kl": kl_term.detach(),
+        "reward_nll": reward_term.detach(),
+    }
+    return loss, stats
+
+
 class LatentModel(nn.Module):
     def __init__(self, action_dim: int, z1_dim: int = 32, z2_dim: int = 256,
                  feature_dim: int = 256, hidden: int = 256, decoder_var: float = 0.1,
@@ -216,40 +242,30 @@ class LatentModel(nn.Module):
         first: torch.Tensor,
         post: Filtered,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Eq. (7) plus the reward log-likelihood, summed over time, averaged over sequences
-        (for each variant its own ELBO: the KL term is over its stochastic latent z1).
+        """Eq. (7) plus the reward log-likelihood (:func:`sequence_loss`), for each variant its
+        own ELBO: the KL term is over its stochastic latent z1.
 
         ``first`` (B, T) marks episode starts. Every frame counts, an older episode's in the
         sequence too (the posterior restarts at the start); only the reward of the transition
         that crosses into the new episode is masked, as in the released code.
         """
-        z = post.z
-        target = frames.permute(0, 1, 4, 2, 3).float().div_(255.0)  # (B, T, 3, H, W)
-        nll_x = image_nll(target, self.decoder(z), self.decoder_var)  # -log p(x_t | z_t)
         if self.variant.z1_std == 0:  # a point posterior: -log p(z1_t | z_t-1, a_t-1) instead
             # (the released code's Monte Carlo KL), none where p is the fixed N(0, I)
             kl = gaussian_nll(post.z1, post.p_mean, post.p_std**2).sum(-1) * ~post.first
         else:
             kl = gaussian_kl(post.q_mean, post.q_std, post.p_mean, post.p_std)
-        r_mean, r_std = self.reward(z[:, :-1], actions, z[:, 1:])
-        reward_nll = gaussian_nll(rewards, r_mean.squeeze(-1), r_std.squeeze(-1) ** 2)
-        m_r = (~first[:, 1:]).float()  # transition t -> t+1 within one episode
-        image_term = nll_x.sum(1).mean()
-        kl_term = kl.sum(1).mean()
-        reward_term = (reward_nll * m_r).sum(1).mean()
-        loss = image_term + kl_term + reward_term  # Eq. (7) + reward model
-        stats = {
-            "model_loss": loss.detach(),
-            "image_nll": image_term.detach(),
-            "kl": kl_term.detach(),
-            "reward_nll": reward_term.detach(),
-        }
-        return loss, stats
+        return sequence_loss(self.decoder, self.decoder_var, self.reward, frames, actions,
+                             rewards, first, post, kl)
 
 
-def build(cfg: Config, action_dim: int) -> LatentModel:
+def build(cfg: Config, action_dim: int) -> nn.Module:
     """The latent model ``cfg.model`` names, at ``cfg``'s sizes; a model with one latent gives
-    it ``cfg.z2_dim`` units (256, as in the released code)."""
+    it ``cfg.z2_dim`` units (256, as in the released code); PlaNet's takes its own sizes."""
+    if cfg.model == "planet":
+        from slac.planet import PlanetModel  # it builds on this module
+
+        return PlanetModel(action_dim, cfg.feature_dim, cfg.hidden, cfg.decoder_var,
+                           cfg.conv_width)
     v = VARIANTS[cfg.model]
     z1 = cfg.z1_dim if v.factored else cfg.z2_dim
     return LatentModel(action_dim, z1, cfg.z2_dim, cfg.feature_dim, cfg.hidden, cfg.decoder_var,

@@ -279,23 +279,38 @@ def test_cpu_learning_script_runs_seeds_and_collects_them(tmp_path):
     assert failed.returncode == 1 and "a run failed" in failed.stderr
 
 
-@pytest.mark.parametrize("name", ["vae", "factored-vae", "filtering", "partially-stochastic",
-                                  "deterministic"])
-def test_each_latent_model_trains_evaluates_and_draws_through_the_cli(tmp_path, name):
-    """`--model NAME` runs the whole protocol. For one of them (the others differ only inside
-    the model, whose pictures tests/test_models.py draws), eval and viz read the run's model
-    back, and resuming it as another model is refused, even with --override."""
-    run_dir = str(tmp_path / name)
+ABLATIONS = {  # Figure 5a's models, Figure 5b's inputs, Figure 13's random crop
+    "vae": ["--model", "vae"],
+    "factored-vae": ["--model", "factored-vae"],
+    "filtering": ["--model", "filtering"],
+    "partially-stochastic": ["--model", "partially-stochastic"],
+    "deterministic-crop": ["--model", "deterministic", "--random-crop"],
+    "planet": ["--model", "planet"],
+    "history-critic": ["--critic-input", "history"],
+    "latent-actor": ["--actor-input", "latent"],
+}
+
+
+@pytest.mark.parametrize("name", ABLATIONS)
+def test_each_ablation_trains_through_the_cli(tmp_path, name):
+    """Each ablation's flags run the whole protocol and are what the run records. For one of
+    them (the others differ only inside the agent, whose pictures and actions the unit tests
+    check), eval and viz read the run's model back, and resuming it as another model is
+    refused, even with --override."""
+    run_dir, flags = str(tmp_path / name), ABLATIONS[name]
     short = [*TINY, "--env-steps", "500", "--eval-every", "500"]  # the later flag wins
-    crop = ["--random-crop"] if name == "deterministic" else []  # Appendix D's augmentation
-    done = run("train", "--run-dir", run_dir, *short, "--model", name, *crop)
+    done = run("train", "--run-dir", run_dir, *short, *flags)
     assert done.returncode == 0, done.stderr
+    assert len((tmp_path / name / "eval.csv").read_text().splitlines()) == 2  # header, 500
     stored = json.loads((tmp_path / name / "config.json").read_text())["config"]
-    assert stored["model"] == name and stored["random_crop"] == bool(crop)
-    if name != "deterministic":
+    for flag, value in zip(flags, [*flags[1:], None], strict=True):
+        if flag.startswith("--"):
+            key = flag[2:].replace("-", "_")
+            assert stored[key] == (True if value is None or value.startswith("--") else value)
+    if name != "deterministic-crop":
         return
     assert run("eval", "--run-dir", run_dir, "--episodes", "1").returncode == 0
     assert run("viz", "--run-dir", run_dir).returncode == 0
     assert (tmp_path / name / "viz" / "predictions.png").stat().st_size > 0
-    done = run("train", "--run-dir", run_dir, *short, "--model", "slac", "--override")
+    done = run("train", "--run-dir", run_dir, *short, *flags, "--model", "slac", "--override")
     assert done.returncode == 2 and "it changes the latent model" in done.stderr, done.stderr

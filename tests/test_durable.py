@@ -23,7 +23,9 @@ from slac.logger import CSVLog
 SMALL = ["--task", "cartpole-swingup", "--seed", "0", "--env-steps", "1200",
          "--random-steps", "400", "--pretrain-updates", "5", "--batch-size", "16",
          "--model-batch-size", "8", "--eval-every", "400", "--eval-episodes", "1",
-         "--checkpoint-every", "400", "--threads", "1", "--replay-capacity", "2000"]
+         "--checkpoint-every", "400", "--threads", "1", "--replay-capacity", "2000",
+         # small networks: what these tests check does not depend on their sizes
+         "--hidden", "32", "--z2-dim", "16", "--conv-width", "4", "--feature-dim", "32"]
 
 
 def start(run_dir, *extra, fault=None):
@@ -110,8 +112,9 @@ def same_state(a, b) -> bool:
 
 def test_killed_and_resumed_runs_match_the_run_left_alone(reference, tmp_path):
     run_dir = tmp_path / "run"
-    # 1. killed inside a checkpoint write: the first checkpoint's file is half written
-    code, out = finish(start(run_dir, fault="checkpoint-write:2"))
+    # 1. killed inside a checkpoint write: the first checkpoint's file is written in part (its
+    # first 16 MB chunk, here all of it) and not yet renamed into place
+    code, out = finish(start(run_dir, fault="checkpoint-write:1"))
     assert code == -signal.SIGKILL, out[-2000:]
     assert list((run_dir / "checkpoints").glob("*.tmp")), "was not killed mid-write"
     # 2. resumed, then SIGKILLed during training after its second evaluation
@@ -469,9 +472,6 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(mnt)], check=True)
 
 
-TINY_NETS = ["--hidden", "32", "--z2-dim", "16", "--conv-width", "4", "--feature-dim", "32"]
-
-
 @pytest.mark.e2e
 def test_a_disk_too_small_for_the_run_is_refused_before_it_starts(small_disk):
     run_dir = small_disk / "run"
@@ -488,7 +488,7 @@ def test_a_disk_that_fills_during_the_run_stops_it_with_no_partial_files(small_d
     the first checkpoint: the run stops with one clear message naming what is intact (no
     checkpoint yet) and leaves no partial checkpoint file."""
     run_dir = small_disk / "run"
-    proc = start(run_dir, *TINY_NETS)
+    proc = start(run_dir)
     wait_for_line(proc, "random ")
     filler = small_disk / "filler"
     with open(filler, "wb") as f:  # take what is left
@@ -504,7 +504,7 @@ def test_a_disk_that_fills_during_the_run_stops_it_with_no_partial_files(small_d
     assert "no checkpoint was saved yet" in out
     assert not list((run_dir / "checkpoints").glob("*"))  # no partial file
     filler.unlink()
-    code, out = finish(start(run_dir, *TINY_NETS))
+    code, out = finish(start(run_dir))
     assert code == 0, out[-3000:]  # with space again, the same command runs
 
 

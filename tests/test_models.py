@@ -26,7 +26,7 @@ def inputs(seed: int = 0):
 
 
 def test_every_model_the_cli_offers_is_built():
-    assert set(MODELS) == set(VARIANTS)
+    assert set(MODELS) == set(VARIANTS) | {"planet"}
     assert "model" in FIXED  # resuming with another model is refused even with --override
 
 
@@ -76,7 +76,8 @@ def test_non_sequential_latents_ignore_earlier_frames_and_actions(small_cfg, nam
     assert torch.all(post.p_mean == 0) and torch.all(post.p_std == 1)
 
 
-@pytest.mark.parametrize("name", ["slac", "filtering", "partially-stochastic", "deterministic"])
+@pytest.mark.parametrize("name", ["slac", "filtering", "partially-stochastic", "deterministic",
+                                  "planet"])
 def test_sequential_latents_depend_on_earlier_frames(small_cfg, name):
     m = model(small_cfg, name)
     noise = m.noise(B, T)
@@ -147,3 +148,30 @@ def test_agent_critics_take_the_models_latent(small_cfg):
         agent = SLACAgent(dataclasses.replace(small_cfg, model=name), A, torch.device("cpu"))
         q = agent.critic.q1[0]
         assert q.in_features == agent.model.latent_dim + A
+
+
+def test_planet_has_a_gru_state_of_200_and_a_stochastic_state_of_30(small_cfg):
+    """PlaNet's RSSM: h_t = GRU(h_t-1, [s_t-1, a_t-1]) is deterministic and reads the sample
+    of the step before, s_t ~ q(s_t | h_t, x_t) reads this step's draw."""
+    m = model(small_cfg, "planet")
+    assert isinstance(m.cell, torch.nn.GRUCell) and (m.z1_dim, m.z2_dim) == (30, 200)
+    x = inputs()
+    e1, e2 = m.noise(B, T)
+    a = m.filter(*x, noise=(e1, e2))
+    e1b = e1.clone()
+    e1b[:, -1] += 1.0  # only the last step's draw
+    b = m.filter(*x, noise=(e1b, e2))
+    torch.testing.assert_close(a.z2, b.z2, rtol=0, atol=0)  # h_T reads s_T-1, not s_T
+    torch.testing.assert_close(a.z1[:, :-1], b.z1[:, :-1], rtol=0, atol=0)
+    assert not torch.allclose(a.z1[:, -1], b.z1[:, -1])
+    assert torch.all(a.q_std > 0.1) and torch.all(a.p_std > 0.1)  # PlaNet's minimum std
+
+
+def test_planet_kl_counts_only_above_its_free_nats(small_cfg):
+    m = model(small_cfg, "planet")
+    feats, actions, first = inputs()
+    post = m.filter(feats, actions, first)
+    kl = gaussian_kl(post.q_mean, post.q_std, post.p_mean, post.p_std)
+    expected = kl.clamp(min=3.0).sum(1).mean()
+    torch.testing.assert_close(loss_terms(m, post, actions, first)["kl"], expected.detach())
+    assert (kl < 3.0).any()  # the clamp takes effect on this untrained model

@@ -192,6 +192,30 @@ def test_a_signal_during_an_evaluation_discards_it_and_the_resume_redoes_it_exac
     assert same_state(final_weights(run_dir), final_weights(reference))
 
 
+def test_the_ablations_resume_exactly(tmp_path):
+    """A run with the ablations' options (PlaNet's model, a latent actor, history critics,
+    random crops drawn from the replay's generator), stopped by SIGTERM while it trains and
+    resumed, ends exactly as the run left alone."""
+    flags = ("--model", "planet", "--actor-input", "latent", "--critic-input", "history",
+             "--random-crop")
+    alone, stopped = tmp_path / "alone", tmp_path / "stopped"
+    code, out = finish(start(alone, *flags))
+    assert code == 0, out[-3000:]
+    proc = start(stopped, *flags)
+    wait_for_line(proc, "eval at 400")
+    time.sleep(1.0)
+    assert proc.poll() is None, "finished before the signal"
+    proc.send_signal(signal.SIGTERM)
+    code, out = finish(proc)
+    assert code == 128 + signal.SIGTERM, out[-2000:]
+    assert eval_rows(stopped) < eval_rows(alone)
+    code, out = finish(start(stopped, *flags))
+    assert code == 0 and "resuming" in out, out[-3000:]
+    assert returns(stopped) == returns(alone)
+    assert train_rows(stopped) == train_rows(alone)
+    assert same_state(final_weights(stopped), final_weights(alone))
+
+
 @pytest.mark.e2e
 def test_a_second_ctrl_c_exits_at_once_and_the_last_checkpoint_stays_valid(tmp_path):
     """The first SIGINT is acknowledged and stops at the next step with a checkpoint; a

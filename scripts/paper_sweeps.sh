@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The paper's DeepMind Control grids as `slac sweep` commands, for a Ray cluster with GPUs
 # (docs/sweeps.md: how to start one, and what the grids cost).
-#   bash scripts/paper_sweeps.sh main|models|decoder-var|pretraining|updates [sweep flags]
+#   bash scripts/paper_sweeps.sh GRID [sweep flags], GRID one of main models inputs
+#   decoder-var pretraining updates crop
 # ADDRESS (default auto: the cluster this machine belongs to), OUT (default runs/paper),
 # CPUS and GPUS per run (default 4 and 0.5) are read from the environment.
 set -euo pipefail
@@ -9,7 +10,8 @@ SLAC=${SLAC:-.venv/bin/slac}  # may be a command with arguments
 OUT=${OUT:-runs/paper}
 COMMON=(--address "${ADDRESS:-auto}" --cpus-per-run "${CPUS:-4}" --gpus-per-run "${GPUS:-0.5}")
 DMC=cheetah-run,walker-walk,ball_in_cup-catch,finger-spin,cartpole-swingup,reacher-easy
-grid=${1:?give main, models, decoder-var, pretraining or updates}
+GRIDS="main, models, inputs, decoder-var, pretraining, updates or crop"
+grid=${1:?give $GRIDS}
 shift
 case "$grid" in
   # Figure 4: 6 tasks x 10 seeds, each task at its published best decoder variance (the default)
@@ -17,6 +19,12 @@ case "$grid" in
   # Figures 5a and 8: the latent variable model
   models) exec $SLAC sweep --out "$OUT/models" --tasks "$DMC" --seeds 0-9 \
       --model slac,vae,factored-vae,filtering,partially-stochastic,deterministic,planet \
+      "${COMMON[@]}" "$@" ;;
+  # Figures 5b and 9: what the critics and the actor see (latent sample or history)
+  inputs) exec $SLAC sweep --out "$OUT/inputs" --tasks "$DMC" --seeds 0-9 \
+      --critic-input latent,history --actor-input history,latent "${COMMON[@]}" "$@" ;;
+  # Figure 13: random crops (compare with the main grid, which has none)
+  crop) exec $SLAC sweep --out "$OUT/crop" --tasks "$DMC" --seeds 0-9 --random-crop \
       "${COMMON[@]}" "$@" ;;
   # Figure 12: the decoder variance
   decoder-var) exec $SLAC sweep --out "$OUT/decoder-var" --tasks "$DMC" --seeds 0-9 \
@@ -27,5 +35,5 @@ case "$grid" in
   # Figures 5d and 11: gradient updates per agent step
   updates) exec $SLAC sweep --out "$OUT/updates" --tasks "$DMC" \
       --seeds 0-9 --updates-per-step 1,2,3 "${COMMON[@]}" "$@" ;;
-  *) echo "unknown grid $grid: main, models, decoder-var, pretraining or updates" >&2; exit 2 ;;
+  *) echo "unknown grid $grid: $GRIDS" >&2; exit 2 ;;
 esac

@@ -33,7 +33,7 @@ _METAVAR = {int: "N", float: "X", str: "STR"}
 
 
 def _one_line_help(prog: str) -> argparse.HelpFormatter:
-    return argparse.HelpFormatter(prog, max_help_position=34, width=220)
+    return argparse.HelpFormatter(prog, max_help_position=38, width=220)
 
 
 def add_config_flags(parser: argparse.ArgumentParser, lists: bool = False,
@@ -59,7 +59,8 @@ def add_config_flags(parser: argparse.ArgumentParser, lists: bool = False,
         parser.add_argument(
             f"--{f.name.replace('_', '-')}", type=kind, default=argparse.SUPPRESS,
             choices=f.metadata.get("choices"), help=help_line,
-            metavar=None if "choices" in f.metadata else _METAVAR.get(kind, "STR"),
+            metavar=f.metadata.get("metavar",
+                                   None if "choices" in f.metadata else _METAVAR.get(kind, "STR")),
         )
 
 

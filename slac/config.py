@@ -112,13 +112,14 @@ class Config:
         "slac", "latent variable model (Figure 5a): slac, vae (non-sequential), factored-vae, "
         "filtering (sequential, one latent), partially-stochastic (deterministic z2), "
         "deterministic, planet (PlaNet's recurrent state-space model)", choices=MODELS,
+        metavar="NAME",
     )
     critic_input: str = _f("latent", "what the critics see (Figure 5b): latent (a posterior "
                            "sample z_t) or history (the actor's frames and actions)",
-                           choices=("latent", "history"))
+                           choices=("latent", "history"), metavar="INPUT")
     actor_input: str = _f("history", "what the actor sees (Figure 5b): history (encoded frames "
                           "and past actions) or latent (a posterior sample z_t)",
-                          choices=("history", "latent"))
+                          choices=("history", "latent"), metavar="INPUT")
     random_crop: bool = _f(False, "train model and policy on random crops of the frames, "
                                   "replicate-padded by 4 pixels (Figure 13); targets and "
                                   "acting use the frames as they are")

@@ -80,6 +80,8 @@ BAD = [
     (["--seed=-1"], "--seed must be in [0, 2^31)"),
     (["--threads", "1000"], "--threads must be 0 (all cores) or 1.."),
     (["--run-dir", ""], "--run-dir must not be empty"),
+    (["--model", "rnn"], "invalid choice: 'rnn'"),
+    (["--critic-input", "state"], "invalid choice: 'state'"),
 ]
 
 

@@ -8,20 +8,19 @@ the first ``model_batch_size`` sequences with gradients; the critics (Eq. 8-9) a
 
 from __future__ import annotations
 
-import copy
 import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from slac.config import Config, ConfigError
 from slac.model import Filtered
 from slac.model import build as build_model
 from slac.networks import Actor, Critic
 from slac.replay import Batch
+from slac.sac import SoftActorCritic
 from slac.tasks import get_task
 
 
@@ -75,17 +74,13 @@ class SLACAgent:
         if cfg.init == "glorot":
             for net in (self.model, self.actor, self.critic):
                 net.apply(glorot_init)
-        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.log_alpha = torch.zeros((), device=device, requires_grad=True)
-        self.target_entropy = -float(action_dim)
         fused = device.type in ("cpu", "cuda")  # one pass over each parameter's state
         self.model_opt = torch.optim.Adam(self.model.parameters(), cfg.model_lr, fused=fused)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), cfg.actor_lr, fused=fused)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), cfg.critic_lr, fused=fused)
-        self.alpha_opt = torch.optim.Adam([self.log_alpha], cfg.alpha_lr, fused=fused)
         # one generator per update stream (Eq. 7; Eq. 8-10), so the streams may run concurrently
         self.rng_model = torch.Generator(device).manual_seed(cfg.seed)
         self.rng_actor_critic = torch.Generator(device).manual_seed(cfg.seed + 1)
+        self.sac = SoftActorCritic(self.actor, self.critic, cfg, action_dim, device,
+                                   self.rng_actor_critic)
         if cfg.amp and device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise ConfigError("--amp uses bfloat16, which this GPU does not support")
         for net in (self.model.encoder, self.model.decoder):
@@ -95,7 +90,20 @@ class SLACAgent:
 
     @property
     def alpha(self) -> torch.Tensor:
-        return self.log_alpha.detach().exp()
+        return self.sac.alpha
+
+    @property
+    def critic_target(self) -> Critic:
+        return self.sac.critic_target
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        """Every network's parameters (the target critics' too)."""
+        nets = (self.model, self.actor, self.critic, self.sac.critic_target)
+        return [p for n in nets for p in n.parameters()]
+
+    @property
+    def log_alpha(self) -> torch.Tensor:
+        return self.sac.log_alpha
 
     # ---------------------------------------------------------------- acting
     @torch.no_grad()
@@ -250,17 +258,11 @@ class SLACAgent:
             return f, z
         return torch.cat([f, tail[0]]), torch.cat([z, tail[1]])
 
-    @torch.no_grad()
     def td_target(self, critic_next: tuple[torch.Tensor, ...],
                   actor_next: tuple[torch.Tensor, ...],
                   reward: torch.Tensor, terminal: torch.Tensor) -> torch.Tensor:
-        """r + gamma V(s'), with V from the target critics (Eq. 9) on the critics' and the
-        actor's inputs at the next step; no bootstrap at termination (a time limit is not a
-        termination, so it bootstraps)."""
-        a_next, logp_next = self.actor.sample(*actor_next, generator=self.rng_actor_critic)
-        q1_t, q2_t = self.critic_target(*critic_next, a_next)
-        v_next = torch.min(q1_t, q2_t) - self.alpha * logp_next  # Eq. (9)
-        return reward + self.cfg.gamma * (1.0 - terminal) * v_next
+        """r + gamma V(s') of Eq. (9): :meth:`slac.sac.SoftActorCritic.td_target`."""
+        return self.sac.td_target(critic_next, actor_next, reward, terminal)
 
     def update_actor_critic(self, features: torch.Tensor, z: torch.Tensor, b: Batch):
         """Eq. (8)-(10) and the temperature, on detached encoder features and latents.
@@ -279,61 +281,32 @@ class SLACAgent:
         }
         critic_t, critic_next = inputs[self.cfg.critic_input]
         actor_t, actor_next = inputs[self.cfg.actor_input]
-        a_t, r_t, done = b.actions[:, -1], b.rewards[:, -1], b.terminals[:, -1]
-        alpha = self.alpha
-        target = self.td_target(critic_next, actor_next, r_t, done)
-        q1, q2 = self.critic(*critic_t, a_t)
-        critic_loss = 0.5 * (F.mse_loss(q1, target) + F.mse_loss(q2, target))  # Eq. (8)
-
-        action, logp = self.actor.sample(*actor_t, generator=self.rng_actor_critic)
-        self.critic.requires_grad_(False)
-        q1_pi, q2_pi = self.critic(*critic_t, action)
-        self.critic.requires_grad_(True)
-        actor_loss = (alpha * logp - torch.min(q1_pi, q2_pi)).mean()  # Eq. (10)
-        alpha_loss = -(self.log_alpha * (logp.detach() + self.target_entropy)).mean()
-
-        opts = (self.critic_opt, self.actor_opt, self.alpha_opt)
-        for opt, loss in zip(opts, (critic_loss, actor_loss, alpha_loss), strict=True):
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-        for opt in opts:
-            opt.step()
-
-        with torch.no_grad():
-            params = zip(self.critic.parameters(), self.critic_target.parameters(), strict=True)
-            for p, p_t in params:
-                p_t.lerp_(p, self.cfg.tau)
-        return {
-            "critic_loss": critic_loss.detach(),
-            "actor_loss": actor_loss.detach(),
-            "alpha_loss": alpha_loss.detach(),
-            "alpha": alpha,
-            "entropy": -logp.detach().mean(),
-            "q": q1.detach().mean(),
-        }
+        return self.sac.update(critic_t, critic_next, actor_t, actor_next,
+                               b.actions[:, -1], b.rewards[:, -1], b.terminals[:, -1])
 
     # ---------------------------------------------------------------- state
     def state_dict(self) -> dict:
         return {
             "model": self.model.state_dict(),
-            "actor": self.actor.state_dict(),
-            "critic": self.critic.state_dict(),
-            "critic_target": self.critic_target.state_dict(),
-            "log_alpha": self.log_alpha.detach().clone(),
+            **self.sac.state_dict(),
             "model_opt": self.model_opt.state_dict(),
-            "actor_opt": self.actor_opt.state_dict(),
-            "critic_opt": self.critic_opt.state_dict(),
-            "alpha_opt": self.alpha_opt.state_dict(),
             "rng_model": self.rng_model.get_state(),
             "rng_actor_critic": self.rng_actor_critic.get_state(),
         }
 
     def load_state_dict(self, state: dict) -> None:
-        for name in ("model", "actor", "critic", "critic_target", "model_opt", "actor_opt",
-                     "critic_opt", "alpha_opt"):
-            getattr(self, name).load_state_dict(state[name])
-        with torch.no_grad():
-            self.log_alpha.copy_(state["log_alpha"])
+        self.model.load_state_dict(state["model"])
+        self.model_opt.load_state_dict(state["model_opt"])
+        self.sac.load_state_dict(state)
         for name in ("rng_model", "rng_actor_critic"):
             if name in state:  # absent in checkpoints of versions before the two streams
                 getattr(self, name).set_state(state[name])
+
+
+def make_agent(cfg: Config, action_dim: int, device: torch.device):
+    """The agent ``cfg.agent`` names: :class:`SLACAgent` or the pixel-SAC baseline."""
+    if cfg.agent == "sac-pixels":
+        from slac.pixel_sac import PixelSACAgent  # it builds on this module
+
+        return PixelSACAgent(cfg, action_dim, device)
+    return SLACAgent(cfg, action_dim, device)

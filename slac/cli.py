@@ -202,6 +202,9 @@ def cmd_viz(args: argparse.Namespace) -> int:
     from slac.evaluate import run_episode
 
     policy = _load_policy(args.run_dir, args.device)
+    if policy.model is None:
+        raise ConfigError(f"{args.run_dir}: --agent {policy.config.agent} has no latent model "
+                          "whose predictions to draw")
     out = Path(args.out or Path(args.run_dir) / "viz")
     check_writable(str(out))
     cfg = policy.config

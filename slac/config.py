@@ -38,6 +38,7 @@ PRESETS: dict[str, dict[str, tuple]] = {
 }
 
 
+AGENTS = ("slac", "sac-pixels")
 MODELS = ("slac", "vae", "factored-vae", "filtering", "partially-stochastic", "deterministic",
           "planet")
 
@@ -108,6 +109,9 @@ class Config:
     alpha_lr: float = _f(3e-4, "Adam learning rate of the entropy temperature")
     gamma: float = _f(0.99, "discount")
     tau: float = _f(0.005, "EMA rate of the target critics, per update")
+    agent: str = _f("slac", "slac, or the paper's baseline sac-pixels (SAC on encoded frames, the "
+                    "encoder trained by the critic, no latent model, no pretraining)",
+                    choices=AGENTS)
     model: str = _f(
         "slac", "latent variable model (Figure 5a): slac, vae (non-sequential), factored-vae, "
         "filtering (sequential, one latent), partially-stochastic (deterministic z2), "
@@ -179,7 +183,9 @@ def resolve(cfg: Config) -> Config:
         c.decoder_var = spec.decoder_var
     if c.random_steps is None:
         c.random_steps = spec.random_steps
-    if c.pretrain_updates is None:
+    if c.agent != "slac":  # no latent model to pretrain
+        c.pretrain_updates = 0
+    elif c.pretrain_updates is None:
         c.pretrain_updates = spec.pretrain_updates
     if c.updates_per_step is None:
         c.updates_per_step = spec.updates_per_step
@@ -205,11 +211,15 @@ def resolve(cfg: Config) -> Config:
     if c.threads < 0 or c.threads > 4 * cores:
         raise ConfigError(f"--threads must be 0 (all cores) or 1..{4 * cores} on this machine "
                           f"of {cores} cores, got {c.threads}")
-    for name in ("device", "render_quality", "preset", "init", "model", "critic_input",
-                 "actor_input"):
+    for name in ("device", "render_quality", "preset", "init", "agent", "model",
+                 "critic_input", "actor_input"):
         choices = Config.__dataclass_fields__[name].metadata["choices"]
         if getattr(c, name) not in choices and not (name == "preset" and c.preset is None):
             raise ConfigError(f"--{name.replace('_', '-')} must be one of {', '.join(choices)}")
+    if c.agent != "slac" and (c.model, c.critic_input, c.actor_input) != (
+            "slac", "latent", "history"):
+        raise ConfigError(f"--model, --critic-input and --actor-input belong to --agent slac, "
+                          f"not --agent {c.agent}")
     if c.model_batch_size > c.batch_size:
         raise ConfigError(
             f"--model-batch-size {c.model_batch_size} exceeds --batch-size {c.batch_size}; "
@@ -257,6 +267,7 @@ RESUMABLE_CHANGES = (
 # (its action size and data) and the replay's layout are in the checkpoint and the replay files.
 FIXED = {
     "task": "the task decides the action size and the data in the replay",
+    "agent": "it changes every network",
     "model": "it changes the latent model's networks",
     "critic_input": "it changes the critics' input size",
     "actor_input": "it changes the actor's input size",

@@ -160,7 +160,8 @@ def tanh_gaussian_log_prob(u: torch.Tensor, mean: torch.Tensor, std: torch.Tenso
 
 def flat(*inputs: torch.Tensor) -> torch.Tensor:
     """Inputs (B, ...) each flattened and concatenated: (B, sum of their sizes)."""
-    return torch.cat([x.flatten(1) for x in inputs], -1) if len(inputs) > 1 else inputs[0]
+    return torch.cat([x.flatten(1) for x in inputs], -1) if len(inputs) > 1 else \
+        inputs[0].flatten(1)
 
 
 class Actor(nn.Module):

@@ -48,7 +48,7 @@ def choose(agent: SLACAgent, name: str | None = None) -> Sequential | SplitModel
     if name is None:
         cfg = agent.cfg
         model, other = cfg.model_batch_size, cfg.batch_size - cfg.model_batch_size
-        if not two_threads_available(agent):
+        if agent.model is None or not two_threads_available(agent):  # one stream
             name = "sequential"
         elif other and MODEL_COST_PER_SEQUENCE * model / 2 + other >= max(
                 MODEL_COST_PER_SEQUENCE * model, other):

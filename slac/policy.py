@@ -19,7 +19,7 @@ import os
 import numpy as np
 
 from slac import checkpoint, runtime
-from slac.agent import SLACAgent
+from slac.agent import SLACAgent, make_agent
 from slac.config import Config, from_dict
 
 
@@ -110,7 +110,7 @@ def load(run_dir: str | os.PathLike, device: str = "auto") -> Policy:
     cuda. Raises ``FileNotFoundError`` when the directory holds no agent."""
     dev = runtime.resolve_device(device)
     state = checkpoint.load_agent_state(run_dir, dev)
-    agent = SLACAgent(from_dict(state["config"]), state["action_dim"], dev)
+    agent = make_agent(from_dict(state["config"]), state["action_dim"], dev)
     agent.load_state_dict(state["agent"])
     return Policy(agent, int(state["env_step"]))
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from slac import checkpoint, envs, parallel, runtime, viz
-from slac.agent import SLACAgent
+from slac.agent import make_agent
 from slac.augment import crop_batch
 from slac.config import (
     Config,
@@ -96,13 +96,12 @@ class Trainer:
         if resume is None:
             for stale in ("replay", "tb", checkpoint.CHECKPOINT_DIR):
                 shutil.rmtree(self.run_dir / stale, ignore_errors=True)
-        self.agent = SLACAgent(cfg, self.action_dim, self.device)
+        self.agent = make_agent(cfg, self.action_dim, self.device)
         margin = checkpoint_margin(cfg.checkpoint_every, cfg.action_repeat)
         replay_bytes = Replay.bytes_needed(cfg.replay_capacity, self.action_dim, margin)
         # checkpoints: the networks and their Adam moments, the newest two, one being written
         # and agent.pt
-        nets = (self.agent.model, self.agent.actor, self.agent.critic, self.agent.critic_target)
-        weights = sum(p.numel() * p.element_size() for n in nets for p in n.parameters())
+        weights = sum(p.numel() * p.element_size() for p in self.agent.parameters())
         try:
             check_space(self.run_dir, replay_bytes if resume is None else 0,
                         (checkpoint.KEEP + 2) * 3 * weights)
@@ -351,8 +350,9 @@ class Trainer:
             raise _Stop from None
         video = (self.run_dir / "videos" / f"eval-{self.env_step:09d}.mp4"
                  if self.cfg.video else None)
-        viz.log_episode(self.logger.tb, self.agent.model, episode.frames, episode.actions,
-                        self.env_step, video, steps=self.VIZ_STEPS)
+        if self.agent.model is not None:
+            viz.log_episode(self.logger.tb, self.agent.model, episode.frames, episode.actions,
+                            self.env_step, video, steps=self.VIZ_STEPS)
         self.last_eval = float(returns.mean())
         self.last_eval_step = self.env_step
         self.logger.log_eval({"env_step": self.env_step, **summary(returns),
@@ -377,7 +377,7 @@ class Trainer:
             "phase": phase, "wall_time": self.wall_time, "episode_return": self.last_return,
             "physics_errors": self.physics_errors,
             # z1 units the posterior takes from the image; 0 = posterior collapse
-            "active_z1": self.agent.model.active_z1(
+            "active_z1": float("nan") if self.agent.model is None else self.agent.model.active_z1(
                 self.replay.spread_frames(ACTIVE_UNIT_FRAMES).to(self.device)),
         })
         self.logger.log_train(row)

@@ -281,7 +281,7 @@ def test_cpu_learning_script_runs_seeds_and_collects_them(tmp_path):
     assert failed.returncode == 1 and "a run failed" in failed.stderr
 
 
-ABLATIONS = {  # Figure 5a's models, Figure 5b's inputs, Figure 13's random crop
+ABLATIONS = {  # Figure 5a's models, 5b's inputs, 13's random crop, and pixel SAC
     "vae": ["--model", "vae"],
     "factored-vae": ["--model", "factored-vae"],
     "filtering": ["--model", "filtering"],
@@ -290,6 +290,7 @@ ABLATIONS = {  # Figure 5a's models, Figure 5b's inputs, Figure 13's random crop
     "planet": ["--model", "planet"],
     "history-critic": ["--critic-input", "history"],
     "latent-actor": ["--actor-input", "latent"],
+    "sac-pixels": ["--agent", "sac-pixels", "--sequence-length", "4"],  # the paper's baseline
 }
 
 
@@ -308,7 +309,11 @@ def test_each_ablation_trains_through_the_cli(tmp_path, name):
     for flag, value in zip(flags, [*flags[1:], None], strict=True):
         if flag.startswith("--"):
             key = flag[2:].replace("-", "_")
-            assert stored[key] == (True if value is None or value.startswith("--") else value)
+            assert str(stored[key]) == ("True" if value is None or value.startswith("--")
+                                        else value)
+    if name == "sac-pixels":  # no latent model: nothing to draw
+        done = run("viz", "--run-dir", run_dir)
+        assert done.returncode == 2 and "has no latent model" in done.stderr, done.stderr
     if name != "deterministic-crop":
         return
     assert run("eval", "--run-dir", run_dir, "--episodes", "1").returncode == 0

@@ -1,0 +1,50 @@
+"""The pixel-SAC baseline (--agent sac-pixels): SAC on encoded frames, the encoder trained by
+the critic loss alone, no latent model."""
+
+import copy
+import dataclasses
+
+import pytest
+import torch
+import torch.nn.functional as F
+from test_augment import batch
+
+from slac.agent import actor_history, make_agent
+from slac.config import Config, ConfigError
+from slac.pixel_sac import PixelSACAgent
+
+
+@pytest.fixture
+def cfg(small_cfg) -> Config:
+    return dataclasses.replace(small_cfg, agent="sac-pixels", sequence_length=4, conv_width=4,
+                               feature_dim=32).resolved()
+
+
+def test_no_model_no_pretraining_and_frames_only(cfg):
+    agent = make_agent(cfg, 1, torch.device("cpu"))
+    assert isinstance(agent, PixelSACAgent) and agent.model is None
+    assert cfg.pretrain_updates == 0
+    assert agent.actor.net[0].in_features == 4 * 32  # 4 encoded frames, no actions
+    assert agent.critic.q1[0].in_features == 4 * 32 + 1
+    with pytest.raises(ConfigError, match="belong to --agent slac"):
+        dataclasses.replace(cfg, model="vae").resolved()
+
+
+def test_the_critic_loss_alone_trains_the_encoder(cfg):
+    """After an update the encoder's gradient is Eq. (8)'s alone (the actor's loss reads the
+    features detached), and the critics' too."""
+    agent = PixelSACAgent(cfg, 1, torch.device("cpu"))
+    twin = copy.deepcopy(agent)
+    b = batch(steps=4)
+    agent.update(b)
+    feats, _ = actor_history(twin.encoder(b.frames), b.actions, b.first, b.valid)
+    now, after = feats[:, :-1], feats[:, 1:].detach()
+    target = twin.sac.td_target((after,), (after,), b.rewards[:, -1], b.terminals[:, -1])
+    q1, q2 = twin.critic(now, b.actions[:, -1])
+    loss = 0.5 * (F.mse_loss(q1, target) + F.mse_loss(q2, target))
+    nets = [*twin.encoder.parameters(), *twin.critic.parameters()]
+    want = torch.autograd.grad(loss, nets)
+    got = [p.grad for p in (*agent.encoder.parameters(), *agent.critic.parameters())]
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-6, atol=1e-8)
+    assert any(w.abs().sum() > 0 for w in want[:2])  # the encoder does learn from it

@@ -2,7 +2,7 @@
 # The paper's DeepMind Control grids as `slac sweep` commands, for a Ray cluster with GPUs
 # (docs/sweeps.md: how to start one, and what the grids cost).
 #   bash scripts/paper_sweeps.sh GRID [sweep flags], GRID one of main models inputs
-#   decoder-var pretraining updates crop sac-pixels
+#   decoder-var pretraining updates crop sac-pixels sac-state
 # ADDRESS (default auto: the cluster this machine belongs to), OUT (default runs/paper),
 # CPUS and GPUS per run (default 4 and 0.5) are read from the environment.
 set -euo pipefail
@@ -10,7 +10,7 @@ SLAC=${SLAC:-.venv/bin/slac}  # may be a command with arguments
 OUT=${OUT:-runs/paper}
 COMMON=(--address "${ADDRESS:-auto}" --cpus-per-run "${CPUS:-4}" --gpus-per-run "${GPUS:-0.5}")
 DMC=cheetah-run,walker-walk,ball_in_cup-catch,finger-spin,cartpole-swingup,reacher-easy
-GRIDS="main, models, inputs, decoder-var, pretraining, updates, crop or sac-pixels"
+GRIDS="main, models, inputs, decoder-var, pretraining, updates, crop, sac-pixels or sac-state"
 grid=${1:?give $GRIDS}
 shift
 case "$grid" in
@@ -29,6 +29,9 @@ case "$grid" in
   # Figure 4's pixel baseline: SAC on 4 encoded frames, its encoder trained by the critic
   sac-pixels) exec $SLAC sweep --out "$OUT/sac-pixels" --tasks "$DMC" --seeds 0-9 \
       --agent sac-pixels --sequence-length 4 "${COMMON[@]}" "$@" ;;
+  # Figure 4's upper bound: SAC on the simulator's state
+  sac-state) exec $SLAC sweep --out "$OUT/sac-state" --tasks "$DMC" --seeds 0-9 \
+      --agent sac-state --sequence-length 1 "${COMMON[@]}" "$@" ;;
   # Figure 12: the decoder variance
   decoder-var) exec $SLAC sweep --out "$OUT/decoder-var" --tasks "$DMC" --seeds 0-9 \
       --decoder-var 0.004,0.01,0.04,0.1,0.4 "${COMMON[@]}" "$@" ;;

@@ -303,10 +303,11 @@ class SLACAgent:
                 getattr(self, name).set_state(state[name])
 
 
-def make_agent(cfg: Config, action_dim: int, device: torch.device):
-    """The agent ``cfg.agent`` names: :class:`SLACAgent` or the pixel-SAC baseline."""
-    if cfg.agent == "sac-pixels":
-        from slac.pixel_sac import PixelSACAgent  # it builds on this module
+def make_agent(cfg: Config, action_dim: int, device: torch.device, state_dim: int = 0):
+    """The agent ``cfg.agent`` names: :class:`SLACAgent` or a SAC baseline (``state_dim``: the
+    size of sac-state's state vector)."""
+    if cfg.agent != "slac":
+        from slac.sac_agents import SACAgent  # it builds on this module
 
-        return PixelSACAgent(cfg, action_dim, device)
+        return SACAgent(cfg, action_dim, device, state_dim if cfg.agent == "sac-state" else 0)
     return SLACAgent(cfg, action_dim, device)

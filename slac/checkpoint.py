@@ -161,9 +161,11 @@ def load_agent_state(run_dir: str | os.PathLike, device: torch.device | str = "c
     if state is None:
         raise FileNotFoundError(
             f"{run_dir}: no saved agent ({AGENT_FILE}) and no checkpoint; train first")
+    frames = state["history"][0]  # (L, H, W, 3), or sac-state's (L, S)
     return {"agent": state["agent"], "config": state["config"],
             "env_step": state["counters"]["env_step"],
-            "action_dim": int(state["history"][1].shape[-1])}
+            "action_dim": int(state["history"][1].shape[-1]),
+            "state_dim": int(frames.shape[-1]) if frames.ndim == 2 else 0}
 
 
 def _fault_point(name: str) -> None:

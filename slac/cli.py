@@ -171,7 +171,8 @@ def _seeded_env(cfg: Config, offset: int):
     from slac import envs
 
     torch.manual_seed(cfg.seed + offset)
-    return envs.make(cfg.task, cfg.seed + offset, cfg.action_repeat, cfg.render_quality)
+    return envs.make(cfg.task, cfg.seed + offset, cfg.action_repeat, cfg.render_quality,
+                     observation=cfg.observation)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

@@ -38,7 +38,7 @@ PRESETS: dict[str, dict[str, tuple]] = {
 }
 
 
-AGENTS = ("slac", "sac-pixels")
+AGENTS = ("slac", "sac-pixels", "sac-state")
 MODELS = ("slac", "vae", "factored-vae", "filtering", "partially-stochastic", "deterministic",
           "planet")
 
@@ -109,9 +109,9 @@ class Config:
     alpha_lr: float = _f(3e-4, "Adam learning rate of the entropy temperature")
     gamma: float = _f(0.99, "discount")
     tau: float = _f(0.005, "EMA rate of the target critics, per update")
-    agent: str = _f("slac", "slac, or the paper's baseline sac-pixels (SAC on encoded frames, the "
-                    "encoder trained by the critic, no latent model, no pretraining)",
-                    choices=AGENTS)
+    agent: str = _f("slac", "slac, or a baseline of the paper: sac-pixels (SAC on encoded frames, "
+                    "the encoder trained by the critic) or sac-state (SAC on the simulator's "
+                    "state); neither has a latent model", choices=AGENTS)
     model: str = _f(
         "slac", "latent variable model (Figure 5a): slac, vae (non-sequential), factored-vae, "
         "filtering (sequential, one latent), partially-stochastic (deterministic z2), "
@@ -141,6 +141,11 @@ class Config:
                           "changes the arithmetic, so off by default)")
     compile: bool = _f(False, "torch.compile the encoder and decoder (meant for GPUs; compiling "
                               "takes minutes)")
+
+    @property
+    def observation(self) -> str:
+        """What the environment gives the agent: pixels, or sac-state's state vector."""
+        return "state" if self.agent == "sac-state" else "pixels"
 
     @property
     def pretraining_model_lr(self) -> float:
@@ -220,6 +225,11 @@ def resolve(cfg: Config) -> Config:
             "slac", "latent", "history"):
         raise ConfigError(f"--model, --critic-input and --actor-input belong to --agent slac, "
                           f"not --agent {c.agent}")
+    if c.agent == "sac-state" and c.random_crop:
+        raise ConfigError("--random-crop crops frames; --agent sac-state sees no frames")
+    if c.agent != "slac" and c.video:
+        raise ConfigError(f"--video records the model's predictions; --agent {c.agent} has no "
+                          "latent model")
     if c.model_batch_size > c.batch_size:
         raise ConfigError(
             f"--model-batch-size {c.model_batch_size} exceeds --batch-size {c.batch_size}; "

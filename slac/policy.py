@@ -39,21 +39,22 @@ class PolicyHistory:
     masking of histories that cross an episode start in training (``agent.actor_history``).
     """
 
-    def __init__(self, length: int, action_dim: int):
+    def __init__(self, length: int, action_dim: int, pixels: bool = True):
         self.length, self.action_dim = length, action_dim
+        self.observe = hwc if pixels else lambda x: np.asarray(x, np.float32)  # state vectors
         self.frames: np.ndarray | None = None
         self.actions = np.zeros((length - 1, action_dim), dtype=np.float32)
         self.start = 0  # index of the episode's first frame in ``frames`` (0 once it left)
 
     def reset(self, frame: np.ndarray) -> None:
         """Start an episode at ``frame`` (HWC or CHW)."""
-        self.frames = np.repeat(hwc(frame)[None], self.length, 0)
+        self.frames = np.repeat(self.observe(frame)[None], self.length, 0)
         self.actions[:] = 0.0
         self.start = self.length - 1
 
     def push(self, action: np.ndarray, frame: np.ndarray) -> None:
         """``action`` was taken and ``frame`` (HWC or CHW) observed after it."""
-        self.frames = np.concatenate([self.frames[1:], hwc(frame)[None]])
+        self.frames = np.concatenate([self.frames[1:], self.observe(frame)[None]])
         self.actions = np.concatenate([self.actions[1:], action[None].astype(np.float32)])
         self.start = max(self.start - 1, 0)
 
@@ -69,7 +70,8 @@ class Policy:
 
     def __init__(self, agent: SLACAgent, step: int = 0):
         self.agent, self.step = agent, step
-        self.history = PolicyHistory(agent.cfg.sequence_length, agent.action_dim)
+        self.history = PolicyHistory(agent.cfg.sequence_length, agent.action_dim,
+                                     pixels=agent.cfg.observation == "pixels")
         self.last_action: np.ndarray | None = None
 
     @property
@@ -110,7 +112,8 @@ def load(run_dir: str | os.PathLike, device: str = "auto") -> Policy:
     cuda. Raises ``FileNotFoundError`` when the directory holds no agent."""
     dev = runtime.resolve_device(device)
     state = checkpoint.load_agent_state(run_dir, dev)
-    agent = make_agent(from_dict(state["config"]), state["action_dim"], dev)
+    agent = make_agent(from_dict(state["config"]), state["action_dim"], dev,
+                       state.get("state_dim", 0))
     agent.load_state_dict(state["agent"])
     return Policy(agent, int(state["env_step"]))
 

@@ -25,7 +25,7 @@ import torch
 
 @dataclass
 class Batch:
-    frames: torch.Tensor  # uint8 (B, L+1, H, W, 3)
+    frames: torch.Tensor  # uint8 (B, L+1, H, W, 3); state SAC's: float (B, L+1, S)
     actions: torch.Tensor  # float (B, L, A); a_t is taken from frame t, zero where none
     rewards: torch.Tensor  # float (B, L)
     terminals: torch.Tensor  # float (B, L): 1 where transition t ended in a terminal state
@@ -71,9 +71,10 @@ class ReplayDamaged(ValueError):
     """A run's replay files are missing, cut short, or differ from what its checkpoint recorded."""
 
 
-def _shapes(n: int, action_dim: int, frame_shape: tuple) -> dict[str, tuple[tuple, type]]:
+def _shapes(n: int, action_dim: int, frame_shape: tuple,
+            frame_dtype: type = np.uint8) -> dict[str, tuple[tuple, type]]:
     return {
-        "frames": ((n, *frame_shape), np.uint8), "actions": ((n, action_dim), np.float32),
+        "frames": ((n, *frame_shape), frame_dtype), "actions": ((n, action_dim), np.float32),
         "rewards": ((n,), np.float32), "terminals": ((n,), np.bool_),
         "first": ((n,), np.bool_), "has_action": ((n,), np.bool_),
     }
@@ -100,13 +101,13 @@ class Replay:
 
     def __init__(self, capacity: int, action_dim: int, frame_shape=(64, 64, 3), seed: int = 0,
                  directory: str | os.PathLike | None = None, margin: int = 0,
-                 create: bool = True, on_damage: str = "raise"):
+                 create: bool = True, on_damage: str = "raise", frame_dtype: type = np.uint8):
         self.window = capacity + 1  # + the frame waiting for its action
         self.capacity = n = self.window + margin  # physical slots
         self.directory = Path(directory) if directory is not None else None
         self.on_damage = on_damage
         self.lost: list[str] = []  # files that were missing or cut, recreated empty
-        shapes = _shapes(n, action_dim, frame_shape)
+        shapes = _shapes(n, action_dim, frame_shape, frame_dtype)
         created: list[Path] = []
         try:
             for name, (shape, dtype) in shapes.items():
@@ -124,9 +125,9 @@ class Replay:
 
     @staticmethod
     def bytes_needed(capacity: int, action_dim: int, margin: int = 0,
-                     frame_shape=(64, 64, 3)) -> int:
+                     frame_shape=(64, 64, 3), frame_dtype: type = np.uint8) -> int:
         """The bytes a replay of these sizes takes on disk."""
-        shapes = _shapes(capacity + 1 + margin, action_dim, frame_shape)
+        shapes = _shapes(capacity + 1 + margin, action_dim, frame_shape, frame_dtype)
         return sum(int(np.prod(s)) * np.dtype(t).itemsize for s, t in shapes.values())
 
     def _alloc(self, name: str, shape: tuple, dtype, create: bool,
@@ -250,7 +251,8 @@ class Replay:
         if self.size == self.window:  # the oldest slot leaves the window
             self.dirty.add(((i - self.size) % self.capacity) // self.BLOCK)
         self.excluded[i] = False
-        self.frames[i] = frame_chw.transpose(1, 2, 0)
+        # frames are stored HWC; a state vector (the state-SAC baseline's) as it is
+        self.frames[i] = frame_chw.transpose(1, 2, 0) if frame_chw.ndim == 3 else frame_chw
         self.first[i] = first
         self.has_action[i] = False
         self.actions[i] = 0.0

@@ -69,9 +69,10 @@ class Trainer:
             raise ConfigError(str(e)) from None
         self.rng = np.random.default_rng(cfg.seed)  # random-phase actions
         # Train and evaluation environments never share a seed.
-        self.env = envs.make(cfg.task, cfg.seed, cfg.action_repeat, cfg.render_quality)
+        self.env = envs.make(cfg.task, cfg.seed, cfg.action_repeat, cfg.render_quality,
+                             observation=cfg.observation)
         self.eval_env = envs.make(cfg.task, cfg.seed + 1_000_000, cfg.action_repeat,
-                                  cfg.render_quality)
+                                  cfg.render_quality, observation=cfg.observation)
         self.action_dim = self.env.action_dim
         # after the environments proved usable: the directory, and this run's lock on it
         created = not self.run_dir.exists()
@@ -96,9 +97,11 @@ class Trainer:
         if resume is None:
             for stale in ("replay", "tb", checkpoint.CHECKPOINT_DIR):
                 shutil.rmtree(self.run_dir / stale, ignore_errors=True)
-        self.agent = make_agent(cfg, self.action_dim, self.device)
+        self.state_dim = self.env.obs_shape[0] if cfg.observation == "state" else 0
+        self.agent = make_agent(cfg, self.action_dim, self.device, self.state_dim)
         margin = checkpoint_margin(cfg.checkpoint_every, cfg.action_repeat)
-        replay_bytes = Replay.bytes_needed(cfg.replay_capacity, self.action_dim, margin)
+        obs = {"frame_shape": self.env.obs_shape, "frame_dtype": self.env.obs_dtype}
+        replay_bytes = Replay.bytes_needed(cfg.replay_capacity, self.action_dim, margin, **obs)
         # checkpoints: the networks and their Adam moments, the newest two, one being written
         # and agent.pt
         weights = sum(p.numel() * p.element_size() for p in self.agent.parameters())
@@ -111,7 +114,7 @@ class Trainer:
             self.replay = Replay(cfg.replay_capacity, self.action_dim, seed=cfg.seed,
                                  directory=self.run_dir / "replay", margin=margin,
                                  create=resume is None,
-                                 on_damage="exclude" if override else "raise")
+                                 on_damage="exclude" if override else "raise", **obs)
             if resume is not None:
                 self.replay.load_state_dict(resume["replay"])
         except ReplayDamaged as e:
@@ -122,7 +125,8 @@ class Trainer:
             raise ConfigError(f"cannot create the replay in {self.run_dir}: {e.strerror}; "
                               "nothing was written") from None
         self.updates_schedule = parallel.choose(self.agent)  # how updates use the threads
-        self.history = PolicyHistory(cfg.sequence_length, self.action_dim)
+        self.history = PolicyHistory(cfg.sequence_length, self.action_dim,
+                                     pixels=cfg.observation == "pixels")
         self.phase = "random"
         self.env_step = self.agent_step = self.updates = self.pretrained = 0
         self.in_episode = False
@@ -340,7 +344,8 @@ class Trainer:
                   torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
         try:
             returns, episode = evaluate(Policy(self.agent, self.env_step), self.eval_env,
-                                        self.cfg.eval_episodes, record_first=True,
+                                        self.cfg.eval_episodes,
+                                        record_first=self.agent.model is not None,
                                         should_stop=lambda: bool(self._stop_signal))
         except EvaluationStopped:
             self.eval_env.set_state(before[0])
@@ -363,6 +368,7 @@ class Trainer:
         )
         checkpoint.save_agent(self.run_dir, self.agent, {
             "env_step": self.env_step, "action_dim": self.action_dim, "config": to_dict(self.cfg),
+            "state_dim": self.state_dim,
         })
 
     def _accumulate(self, stats: dict[str, torch.Tensor]) -> None:

@@ -290,7 +290,8 @@ ABLATIONS = {  # Figure 5a's models, 5b's inputs, 13's random crop, and pixel SA
     "planet": ["--model", "planet"],
     "history-critic": ["--critic-input", "history"],
     "latent-actor": ["--actor-input", "latent"],
-    "sac-pixels": ["--agent", "sac-pixels", "--sequence-length", "4"],  # the paper's baseline
+    "sac-pixels": ["--agent", "sac-pixels", "--sequence-length", "4"],  # the paper's baselines
+    "sac-state": ["--agent", "sac-state", "--sequence-length", "1"],
 }
 
 
@@ -311,7 +312,7 @@ def test_each_ablation_trains_through_the_cli(tmp_path, name):
             key = flag[2:].replace("-", "_")
             assert str(stored[key]) == ("True" if value is None or value.startswith("--")
                                         else value)
-    if name == "sac-pixels":  # no latent model: nothing to draw
+    if name.startswith("sac-"):  # no latent model: nothing to draw
         done = run("viz", "--run-dir", run_dir)
         assert done.returncode == 2 and "has no latent model" in done.stderr, done.stderr
     if name != "deterministic-crop":

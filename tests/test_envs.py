@@ -90,3 +90,32 @@ def test_bad_arguments():
         envs.make("cheetah-run", seed=0, render_quality="ultra")
     with pytest.raises(ValueError, match="action repeat"):
         envs.make("cheetah-run", seed=0, action_repeat=0)
+
+
+def test_state_observations_are_the_suites_own_vectors_and_resume_exactly():
+    """observation="state" (the state-SAC baseline): DMC gives its observation dict flattened
+    as float32, Gymnasium its own observation; get_state/set_state replay a step exactly."""
+    import gymnasium as gym
+    from dm_control import suite
+
+    env = envs.make("cartpole-swingup", 0, observation="state")
+    ref = suite.load("cartpole", "swingup", task_kwargs={"random": 0})
+    dim = sum(int(np.prod(s.shape)) for s in ref.observation_spec().values())
+    obs = env.reset()
+    assert env.obs_shape == (dim,) == obs.shape and obs.dtype == np.float32
+    want = np.concatenate([np.ravel(v) for v in ref.reset().observation.values()])
+    np.testing.assert_allclose(obs, want, rtol=1e-6)
+    saved = env.get_state()
+    a = np.full(env.action_dim, 0.5, np.float32)
+    first = env.step(a).obs
+    assert not np.array_equal(first, obs)
+    env.set_state(saved)
+    np.testing.assert_array_equal(env.step(a).obs, first)
+    env.close()
+
+    pend = envs.make("gym:Pendulum-v1", 3, observation="state")
+    own = gym.make("Pendulum-v1")
+    np.testing.assert_allclose(pend.reset(), own.reset(seed=3)[0], rtol=1e-6)
+    assert pend.obs_shape == (3,)
+    pend.close()
+    own.close()

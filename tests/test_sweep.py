@@ -309,7 +309,7 @@ def test_a_sweep_joins_a_ray_head_and_reports_a_failing_run_after_its_retries(ra
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("grid", ["main", "models", "inputs", "decoder-var", "pretraining",
-                                  "updates", "crop", "sac-pixels"])
+                                  "updates", "crop", "sac-pixels", "sac-state"])
 def test_the_paper_grids_are_valid_sweeps(grid, tmp_path):
     """Each grid of scripts/paper_sweeps.sh passes every check of its runs and stops only at
     the (unreachable) cluster address, having written nothing."""

@@ -22,9 +22,13 @@ class EnvError(ValueError):
     """An environment that cannot be used (unknown, no pixels, discrete actions): bad input."""
 
 
+OBSERVATIONS = ("pixels", "state")
+
+
 @dataclass
 class Step:
-    obs: np.ndarray  # uint8 (3, H, W): the frame after the last repeated step
+    obs: np.ndarray  # uint8 (3, H, W): the frame after the last repeated step (or the float32
+    # state vector, for an environment made with observation="state")
     reward: float  # summed over the repeats actually taken
     terminated: bool  # the episode ended in a terminal state: no bootstrapping
     truncated: bool  # the time limit ended it: bootstrap through it
@@ -39,6 +43,8 @@ class Step:
 class PixelEnv(Protocol):
     action_dim: int
     action_repeat: int
+    obs_shape: tuple[int, ...]  # as the replay stores an observation: (H, W, 3) or (S,)
+    obs_dtype: type
 
     def reset(self) -> np.ndarray: ...
     def step(self, action: np.ndarray) -> Step: ...
@@ -53,8 +59,13 @@ def make(
     action_repeat: int | None = None,
     render_quality: str = "paper",
     size: int = 64,
+    observation: str = "pixels",
 ) -> PixelEnv:
-    """Build ``task`` seeded with ``seed``; ``action_repeat`` defaults to the paper's."""
+    """Build ``task`` seeded with ``seed``; ``action_repeat`` defaults to the paper's.
+    ``observation="state"``: the simulator's state vector instead of frames (nothing rendered),
+    for the state-SAC baseline."""
+    if observation not in OBSERVATIONS:
+        raise ValueError(f"unknown observation {observation!r}")
     spec = get_task(task)
     if render_quality not in RENDER_QUALITIES:
         raise ValueError(
@@ -66,9 +77,9 @@ def make(
     if spec.suite == "dmc":
         from slac.envs.dmc import DMCEnv
 
-        return DMCEnv(spec.name, seed, repeat, render_quality, size)
+        return DMCEnv(spec.name, seed, repeat, render_quality, size, observation)
     if spec.suite == "gym":
         from slac.envs.gym import GymEnv
 
-        return GymEnv(spec.name, seed, repeat, render_quality, size)
+        return GymEnv(spec.name, seed, repeat, render_quality, size, observation)
     raise ValueError(f"unknown suite {spec.suite!r}")

@@ -1,4 +1,4 @@
-"""DeepMind Control Suite from pixels.
+"""DeepMind Control Suite from pixels (or, for the state-SAC baseline, from its state vector).
 
 One persistent ``mujoco.Renderer`` per environment renders camera 0 once per agent step (only
 the last frame of an action repeat is observed), unlike ``physics.render``, which builds a
@@ -18,7 +18,8 @@ absl_logging.set_verbosity(absl_logging.ERROR)  # dm_control's deprecation chatt
 
 
 class DMCEnv:
-    def __init__(self, name: str, seed: int, action_repeat: int, quality: str, size: int):
+    def __init__(self, name: str, seed: int, action_repeat: int, quality: str, size: int,
+                 observation: str = "pixels"):
         domain, task = name.split("/")
         self._env = suite.load(domain, task, task_kwargs={"random": seed})
         spec = self._env.action_spec()
@@ -26,17 +27,26 @@ class DMCEnv:
         self.action_dim = int(spec.shape[0])
         self.action_repeat = action_repeat
         physics = self._env.physics
-        self._renderer = mj.make_renderer(physics.model.ptr, size, quality)
-        self._last_obs = np.zeros((3, size, size), np.uint8)
+        self._renderer = None
+        if observation == "state":  # the suite's own observation vector, flattened
+            dim = sum(int(np.prod(s.shape)) for s in self._env.observation_spec().values())
+            self.obs_shape, self.obs_dtype = (dim,), np.float32
+            self._last_obs = np.zeros(dim, np.float32)
+        else:
+            self._renderer = mj.make_renderer(physics.model.ptr, size, quality)
+            self.obs_shape, self.obs_dtype = (size, size, 3), np.uint8
+            self._last_obs = np.zeros((3, size, size), np.uint8)
 
-    def _render(self) -> np.ndarray:
+    def _observe(self, time_step) -> np.ndarray:
+        if self._renderer is None:
+            return np.concatenate([np.asarray(v, np.float32).ravel()
+                                   for v in time_step.observation.values()])
         physics = self._env.physics
         self._renderer.update_scene(physics.data.ptr, camera=0)
         return np.ascontiguousarray(self._renderer.render().transpose(2, 0, 1))
 
     def reset(self) -> np.ndarray:
-        self._env.reset()
-        self._last_obs = self._render()
+        self._last_obs = self._observe(self._env.reset())
         return self._last_obs
 
     def step(self, action: np.ndarray) -> Step:
@@ -53,7 +63,7 @@ class DMCEnv:
                 break
         last = time_step.last()
         terminated = bool(last and time_step.discount == 0.0)
-        self._last_obs = self._render()
+        self._last_obs = self._observe(time_step)
         return Step(self._last_obs, reward, terminated, last and not terminated, steps)
 
     def get_state(self) -> dict:

@@ -34,7 +34,8 @@ class GymError(EnvError):
 
 
 class GymEnv:
-    def __init__(self, env_id: str, seed: int, action_repeat: int, quality: str, size: int):
+    def __init__(self, env_id: str, seed: int, action_repeat: int, quality: str, size: int,
+                 observation: str = "pixels"):
         import gymnasium as gym
 
         try:
@@ -65,6 +66,17 @@ class GymEnv:
         self._mujoco = hasattr(inner, "model") and hasattr(inner, "data") and \
             isinstance(inner.model, mujoco.MjModel)
         self._renderer = None
+        self._state = observation == "state"
+        if self._state:  # the environment's own observation vector
+            obs_space = self._env.observation_space
+            if not isinstance(obs_space, gym.spaces.Box):
+                self._env.close()
+                raise GymError(f"gym:{env_id} has a {type(obs_space).__name__} observation "
+                               "space; state SAC needs a Box of numbers")
+            self.obs_shape, self.obs_dtype = (int(np.prod(obs_space.shape)),), np.float32
+            self._last_obs = np.zeros(self.obs_shape, np.float32)
+            return
+        self.obs_shape, self.obs_dtype = (size, size, 3), np.uint8
         if self._mujoco:
             self._renderer = mj.make_renderer(inner.model, size, quality)
             self._camera = self._make_camera(env_id, inner)
@@ -88,7 +100,9 @@ class GymEnv:
             cam.lookat[:] = cfg["lookat"]
         return cam
 
-    def _render(self) -> np.ndarray:
+    def _observe(self, obs: np.ndarray) -> np.ndarray:
+        if self._state:
+            return np.asarray(obs, np.float32).ravel()
         if self._renderer is None:
             from PIL import Image
 
@@ -101,12 +115,12 @@ class GymEnv:
 
     def reset(self) -> np.ndarray:
         if not self._seeded:  # seed once; later resets continue the environment's generator
-            self._env.reset(seed=self.seed)
+            obs, _ = self._env.reset(seed=self.seed)
             self._env.action_space.seed(self.seed)
             self._seeded = True
         else:
-            self._env.reset()
-        self._last_obs = self._render()
+            obs, _ = self._env.reset()
+        self._last_obs = self._observe(obs)
         return self._last_obs
 
     def step(self, action: np.ndarray) -> Step:
@@ -115,12 +129,12 @@ class GymEnv:
         reward, steps = 0.0, 0
         terminated = truncated = False
         for _ in range(self.action_repeat):  # stops early when the episode ends inside
-            _, r, terminated, truncated, _ = self._env.step(action)
+            obs, r, terminated, truncated, _ = self._env.step(action)
             reward += float(r)
             steps += 1
             if terminated or truncated:
                 break
-        self._last_obs = self._render()
+        self._last_obs = self._observe(obs)
         return Step(self._last_obs, reward, bool(terminated), bool(truncated and not terminated),
                     steps)
 

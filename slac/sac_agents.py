@@ -1,7 +1,11 @@
-"""SAC from pixels, the paper's pixel baseline (``--agent sac-pixels``; the released code's
-``sac_pixels.gin``): no latent model. The critics and the actor see the encoded frames of the
-last L steps (no actions; frames before an episode start replaced by its first frame, as
-SLAC's actor sees them); the critic loss trains the encoder, the actor loss does not.
+"""The paper's two SAC baselines (Section 6.1), as the released code configures them
+(``sac_pixels.gin``, ``sac_state.gin``); neither has a latent model.
+
+- ``--agent sac-pixels``: the critics and the actor see the encoded frames of the last L steps
+  (no actions; frames before an episode start replaced by its first frame, as SLAC's actor sees
+  them); the critic loss trains the encoder, the actor loss does not.
+- ``--agent sac-state``: the same on the simulator's state vectors instead of encoded frames
+  (the released configuration: one state, ``--sequence-length 1``).
 """
 
 from __future__ import annotations
@@ -17,15 +21,18 @@ from slac.sac import SoftActorCritic
 from slac.tasks import get_task
 
 
-class PixelSACAgent:
-    """The encoder, the soft actor-critic on its features, and the update on one thread."""
+class SACAgent:
+    """The encoder (for states: none), the soft actor-critic on its features, and the update on
+    one thread. ``state_dim``: the size of a state vector, 0 for pixels."""
 
     model = None  # no latent model: nothing to pretrain, no predictions to draw
 
-    def __init__(self, cfg: Config, action_dim: int, device: torch.device):
+    def __init__(self, cfg: Config, action_dim: int, device: torch.device, state_dim: int = 0):
         self.cfg, self.device, self.action_dim = cfg, device, action_dim
-        size = cfg.sequence_length * cfg.feature_dim
-        self.encoder = Encoder(cfg.feature_dim, cfg.conv_width).to(device)
+        self.state_dim = state_dim
+        size = cfg.sequence_length * (state_dim or cfg.feature_dim)
+        self.encoder = (Encoder(cfg.feature_dim, cfg.conv_width) if not state_dim
+                        else torch.nn.Identity()).to(device)
         self.actor = Actor(size, action_dim, cfg.hidden,
                            get_task(cfg.task).policy_std_scale).to(device)
         self.critic = Critic(size, action_dim, cfg.hidden).to(device)
@@ -51,8 +58,8 @@ class PixelSACAgent:
     @torch.no_grad()
     def act(self, frames: np.ndarray, actions: np.ndarray, deterministic: bool = False,
             start: int = 0) -> np.ndarray:
-        """a ~ pi(. | encoded frames (L, H, W, 3) uint8); past actions and ``start`` are
-        not read (the history's frames before the episode start are its first frame)."""
+        """a ~ pi(. | encoded frames (L, H, W, 3) uint8, or states (L, S)); past actions and
+        ``start`` are not read (the history before the episode start is its first frame)."""
         f = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device)
         features = self.encoder(f)[None]
         if deterministic:
@@ -69,7 +76,7 @@ class PixelSACAgent:
                                b.actions[:, -1], b.rewards[:, -1], b.terminals[:, -1])
 
     def update_model(self, batch: Batch) -> dict[str, torch.Tensor]:
-        raise RuntimeError("--agent sac-pixels has no latent model to pretrain")
+        raise RuntimeError(f"--agent {self.cfg.agent} has no latent model to pretrain")
 
     def state_dict(self) -> dict:
         return {"encoder": self.encoder.state_dict(), **self.sac.state_dict(),

@@ -1,9 +1,10 @@
-"""The pixel-SAC baseline (--agent sac-pixels): SAC on encoded frames, the encoder trained by
-the critic loss alone, no latent model."""
+"""The SAC baselines: --agent sac-pixels (SAC on encoded frames, the encoder trained by the
+critic loss alone) and --agent sac-state (SAC on state vectors); no latent model."""
 
 import copy
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,7 +12,8 @@ from test_augment import batch
 
 from slac.agent import actor_history, make_agent
 from slac.config import Config, ConfigError
-from slac.pixel_sac import PixelSACAgent
+from slac.replay import Batch
+from slac.sac_agents import SACAgent
 
 
 @pytest.fixture
@@ -22,7 +24,7 @@ def cfg(small_cfg) -> Config:
 
 def test_no_model_no_pretraining_and_frames_only(cfg):
     agent = make_agent(cfg, 1, torch.device("cpu"))
-    assert isinstance(agent, PixelSACAgent) and agent.model is None
+    assert isinstance(agent, SACAgent) and agent.model is None
     assert cfg.pretrain_updates == 0
     assert agent.actor.net[0].in_features == 4 * 32  # 4 encoded frames, no actions
     assert agent.critic.q1[0].in_features == 4 * 32 + 1
@@ -33,7 +35,7 @@ def test_no_model_no_pretraining_and_frames_only(cfg):
 def test_the_critic_loss_alone_trains_the_encoder(cfg):
     """After an update the encoder's gradient is Eq. (8)'s alone (the actor's loss reads the
     features detached), and the critics' too."""
-    agent = PixelSACAgent(cfg, 1, torch.device("cpu"))
+    agent = SACAgent(cfg, 1, torch.device("cpu"))
     twin = copy.deepcopy(agent)
     b = batch(steps=4)
     agent.update(b)
@@ -48,3 +50,27 @@ def test_the_critic_loss_alone_trains_the_encoder(cfg):
     for g, w in zip(got, want, strict=True):
         torch.testing.assert_close(g, w, rtol=1e-6, atol=1e-8)
     assert any(w.abs().sum() > 0 for w in want[:2])  # the encoder does learn from it
+
+
+def test_state_sac_learns_on_state_vectors_without_an_encoder(small_cfg):
+    cfg = dataclasses.replace(small_cfg, agent="sac-state", sequence_length=1).resolved()
+    agent = make_agent(cfg, 2, torch.device("cpu"), state_dim=5)
+    assert agent.model is None and not list(agent.encoder.parameters())
+    assert agent.actor.net[0].in_features == 5 and agent.critic.q1[0].in_features == 5 + 2
+    g = torch.Generator().manual_seed(0)
+    first = torch.zeros(6, 2, dtype=torch.bool)
+    first[:, 0] = True
+    b = Batch(frames=torch.randn(6, 2, 5, generator=g), actions=torch.rand(6, 1, 2) * 2 - 1,
+              rewards=torch.rand(6, 1), terminals=torch.zeros(6, 1), first=first,
+              valid=torch.ones(6, 2, dtype=torch.bool))
+    before = [p.clone() for p in agent.parameters()]
+    stats = agent.update(b)
+    assert torch.isfinite(stats["critic_loss"]) and stats["critic_loss"] > 0
+    assert sum(not torch.equal(p, q) for p, q in zip(before, agent.parameters(),
+                                                     strict=True)) > 0
+    a = agent.act(np.zeros((1, 5), np.float32), np.zeros((0, 2), np.float32))
+    assert a.shape == (2,) and np.all(np.abs(a) <= 1)
+    with pytest.raises(ConfigError, match="sees no frames"):
+        dataclasses.replace(cfg, random_crop=True).resolved()
+    with pytest.raises(ConfigError, match="has no latent model"):
+        dataclasses.replace(cfg, video=True).resolved()

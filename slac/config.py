@@ -109,9 +109,10 @@ class Config:
     alpha_lr: float = _f(3e-4, "Adam learning rate of the entropy temperature")
     gamma: float = _f(0.99, "discount")
     tau: float = _f(0.005, "EMA rate of the target critics, per update")
-    agent: str = _f("slac", "slac, or a baseline of the paper: sac-pixels (SAC on encoded frames, "
-                    "the encoder trained by the critic) or sac-state (SAC on the simulator's "
-                    "state); neither has a latent model", choices=AGENTS)
+    agent: str = _f("slac", "slac, or a baseline of Section 6.1: sac-pixels (SAC on encoded "
+                    "frames, the encoder trained by the critic) or sac-state (SAC on the "
+                    "simulator's state); neither has a latent model", choices=AGENTS,
+                    metavar="NAME")
     model: str = _f(
         "slac", "latent variable model (Figure 5a): slac, vae (non-sequential), factored-vae, "
         "filtering (sequential, one latent), partially-stochastic (deterministic z2), "

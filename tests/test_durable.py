@@ -192,6 +192,7 @@ def test_a_signal_during_an_evaluation_discards_it_and_the_resume_redoes_it_exac
     assert same_state(final_weights(run_dir), final_weights(reference))
 
 
+@pytest.mark.e2e
 def test_the_ablations_resume_exactly(tmp_path):
     """A run with the ablations' options (PlaNet's model, a latent actor, history critics,
     random crops drawn from the replay's generator), stopped by SIGTERM while it trains and

@@ -95,7 +95,9 @@ class PlanetModel(nn.Module):
     def active_z1(self, frames: torch.Tensor) -> int:
         """How many units of s the first-step posterior uses on these uint8 frames (N, H, W, 3)."""
         f = self.encoder(frames)
-        s, h = self.prior_start(len(f), f.device)  # h_1 from the zero state; s_1 not used
+        n = len(f)  # h_1 from the zero state, with no draw (logging must not move the RNG)
+        h = self._deterministic(f.new_zeros(n, self.z1_dim), f.new_zeros(n, self.z2_dim),
+                                f.new_zeros(n, self.action_dim))
         return active_units(self.posterior(h, f)[0])
 
     def prior_start(self, batch: int, device: torch.device | str = "cpu"):

@@ -29,7 +29,6 @@ class SACAgent:
 
     def __init__(self, cfg: Config, action_dim: int, device: torch.device, state_dim: int = 0):
         self.cfg, self.device, self.action_dim = cfg, device, action_dim
-        self.state_dim = state_dim
         size = cfg.sequence_length * (state_dim or cfg.feature_dim)
         self.encoder = (Encoder(cfg.feature_dim, cfg.conv_width) if not state_dim
                         else torch.nn.Identity()).to(device)

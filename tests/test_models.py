@@ -175,3 +175,13 @@ def test_planet_kl_counts_only_above_its_free_nats(small_cfg):
     expected = kl.clamp(min=3.0).sum(1).mean()
     torch.testing.assert_close(loss_terms(m, post, actions, first)["kl"], expected.detach())
     assert (kl < 3.0).any()  # the clamp takes effect on this untrained model
+
+
+def test_counting_active_units_draws_nothing(small_cfg):
+    """Training logs active units between updates; that must not move torch's generator."""
+    for name in ("slac", "planet"):
+        m = model(small_cfg, name)
+        frames = torch.randint(0, 256, (6, 64, 64, 3), dtype=torch.uint8)
+        before = torch.get_rng_state()
+        m.active_z1(frames)
+        assert torch.equal(torch.get_rng_state(), before), name

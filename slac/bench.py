@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from slac import baseline, envs, parallel, runtime
+from slac import baseline, envs, kernels, layers, parallel, runtime
 from slac.agent import SLACAgent
 from slac.config import Config
 from slac.replay import Replay, checkpoint_margin
@@ -201,8 +201,9 @@ def replay_bytes(cfg: Config, action_dim: int) -> int:
         return r.nbytes()
 
 
-def run(cfg: Config, iterations: int = 5) -> dict:
-    """The measurements, as a dict (the JSON of ``slac bench --json``)."""
+def run(cfg: Config, iterations: int = 5, per_layer: bool = False) -> dict:
+    """The measurements, as a dict (the JSON of ``slac bench --json``); with ``per_layer``, the
+    model-only update's per-layer account too (:mod:`slac.layers`)."""
     device = runtime.set_up(cfg.device, cfg.threads, cfg.seed)  # as `slac train` does
     probe = envs.make(cfg.task, cfg.seed, cfg.action_repeat, cfg.render_quality)
     action_dim = probe.action_dim
@@ -290,6 +291,7 @@ def run(cfg: Config, iterations: int = 5) -> dict:
         else:
             shared.clear()
     t_streams = [streams() for _ in range(iterations + 1)][1:] if mb < cfg.batch_size else []
+    account = layers.account(agent, batches[0], rounds=iterations) if per_layer else None
     peak_gemm, peak_conv = statistics.median(r_gemm), statistics.median(r_conv)
     env_steps_s, agent_steps_s = env_speed(cfg)
     ticks1, wall1 = _cpu_ticks(), time.perf_counter()
@@ -309,6 +311,7 @@ def run(cfg: Config, iterations: int = 5) -> dict:
         "threads": torch.get_num_threads(),
         "overlap": schedule.name != "sequential",
         "schedule": schedule.name,
+        "weight_grad": "matmul" if kernels.WEIGHT_GRAD_BY_MATMUL else "onednn",
         "batch_size": cfg.batch_size,
         "model_batch_size": cfg.model_batch_size,
         "sequence_length": cfg.sequence_length,
@@ -323,6 +326,9 @@ def run(cfg: Config, iterations: int = 5) -> dict:
         "model_update_fraction_of_peak": model_flops / model_s / 1e9 / peak,
         "plain_model_update_s": statistics.median(t_plain),
         "model_update_speedup_over_plain": statistics.median(t_plain) / model_s,
+        # what the plain way reaches: ours cannot be faster than 1 / this (the peak's speed)
+        "plain_model_update_fraction_of_peak": model_flops / statistics.median(t_plain) / 1e9
+        / peak,
         "actor_critic_flops": ac_flops,
         "actor_critic_fraction_of_peak": ac_flops / ac_s / 1e9 / peak,
         "protocol_hours": protocol["total_s"] / 3600,
@@ -353,6 +359,7 @@ def run(cfg: Config, iterations: int = 5) -> dict:
         "steal_cores": steal,
         "cores": cores,
         "loadavg_1min": os.getloadavg()[0],
+        **({"layers": account} if account is not None else {}),
     }
 
 
@@ -361,7 +368,8 @@ def report(r: dict) -> str:
         f"slac bench: {r['task']} on {r['device']} with {r['threads']} threads, batch "
         f"{r['batch_size']} (model {r['model_batch_size']}) x {r['sequence_length'] + 1} frames, "
         f"{r['iterations']} repeats",
-        f"  machine            {r.get('machine', '?')}",
+        f"  machine            {r.get('machine', '?')}; 3x3 stride-2 weight gradients "
+        f"{'as patch matmuls' if r.get('weight_grad') == 'matmul' else 'by oneDNN'}",
         f"  full iteration     {r['iteration_s']:.3f} s median, {r['iteration_min_s']:.3f} s min"
         + {"overlap": " (model and actor-critic streams side by side, 1 thread each)",
            "split": " (the model's sequences split over the threads, 1 each)"}.get(
@@ -370,7 +378,9 @@ def report(r: dict) -> str:
         f"{r['model_update_min_s']:.3f} s min, {r['model_update_flops'] / 1e9:.1f} GFLOP, "
         f"{r['model_update_fraction_of_peak']:.2f} of peak (pretraining's update)",
         f"    plain PyTorch    {r['plain_model_update_s']:.3f} s median (NCHW, stock layers, "
-        f"one pass): ours is {r['model_update_speedup_over_plain']:.2f}x faster",
+        f"one pass): ours is {r['model_update_speedup_over_plain']:.2f}x faster; the plain way "
+        f"runs at {r['plain_model_update_fraction_of_peak']:.2f} of peak, so at the peak ours "
+        f"would be {1 / r['plain_model_update_fraction_of_peak']:.2f}x",
         f"  actor-critic       {r['actor_critic_update_s']:.3f} s median, "
         f"{r['actor_critic_update_min_s']:.3f} s min, {r['actor_critic_flops'] / 1e9:.1f} "
         f"GFLOP, {r['actor_critic_fraction_of_peak']:.2f} of peak (all sequences encoded and "
@@ -401,6 +411,8 @@ def report(r: dict) -> str:
         f"other processes during the run (1-min load average {r['loadavg_1min']:.2f}); "
         f"{r.get('steal_cores', 0.0):.2f} cores' time taken by the hypervisor (steal)",
     ]
+    if "layers" in r:
+        lines += layers.report(r["layers"])
     if r["other_load_cores"] > 0.2 or r.get("steal_cores", 0.0) > 0.2:
         lines.append("  WARNING: the machine was busy; figures are skewed. Rerun it quiet.")
     return "\n".join(lines)

@@ -93,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--iterations", type=int, default=5, help="timed repeats of each part [5]")
     bn.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores) [0]")
     bn.add_argument("--preset", choices=tuple(PRESETS), help="measure a preset's sizes")
+    bn.add_argument("--layers", action="store_true",
+                    help="also time each encoder and decoder layer of the model-only update")
     bn.add_argument("--model", default="slac", choices=MODELS,
                     help="latent variable model, as `slac train --model` [slac]")
     bn.add_argument("--overlap", action=argparse.BooleanOptionalAction, default=True,
@@ -242,7 +244,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         resolve_device(cfg.device)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    result = bench.run(cfg, args.iterations)
+    result = bench.run(cfg, args.iterations, per_layer=args.layers)
     print(bench.report(result))
     if args.json:
         Path(args.json).absolute().parent.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+
+def blas_is_slower_than_onednn() -> bool:
+    """Whether the 3x3 stride-2 layers' weight gradients should be oneDNN's own rather than one
+    BLAS matmul over patches: on AMD CPUs with AVX-512, where MKL's matmul runs at AVX2 speed
+    and oneDNN's kernels use AVX-512 (docs/performance.md; `slac bench --layers` shows each
+    layer's time)."""
+    if torch.backends.cpu.get_cpu_capability() != "AVX512":
+        return False
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(line.startswith("vendor_id") and "AuthenticAMD" in line for line in f)
+    except OSError:
+        return False
+
+
+# Whether those weight gradients are patch matmuls (read at each call, so tests can set it).
+WEIGHT_GRAD_BY_MATMUL = not blas_is_slower_than_onednn()
+
 # Tap of the 5x5 kernel used by each output phase (row r of a stride-2 upsampling) at each of
 # the 3 input offsets; 5 is a zero tap.
 PHASE_TAPS = ((4, 2, 0), (5, 3, 1))
@@ -95,7 +113,8 @@ def stride2_patches(t: torch.Tensor, pad: tuple[int, int, int, int], h: int, w: 
 class Stride2TransposedConv3x3(torch.autograd.Function):
     """A 3x3 stride-2 transposed conv (padding 1, output padding 1) whose backward takes the
     input's gradient as the strided conv it is (oneDNN's forward kernel) and the weight's as one
-    matmul of the input with stride-2 3x3 patches of the output gradient, both channels-last."""
+    matmul of the input with stride-2 3x3 patches of the output gradient, both channels-last
+    (or, where ``WEIGHT_GRAD_BY_MATMUL`` is off, oneDNN's own weight gradient)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
@@ -109,13 +128,17 @@ class Stride2TransposedConv3x3(torch.autograd.Function):
         g_x = g_w = g_b = None
         if ctx.needs_input_grad[0]:
             g_x = F.conv2d(grad, weight, None, 2, 1)
-        if ctx.needs_input_grad[1]:
+        if not WEIGHT_GRAD_BY_MATMUL:
+            _, g_w, g_b = torch.ops.aten.convolution_backward(
+                grad, x, weight, [weight.shape[1]], [2, 2], [1, 1], [1, 1], True, [1, 1], 1,
+                [False, *ctx.needs_input_grad[1:]])
+        elif ctx.needs_input_grad[1]:
             # dW[i, o, ky, kx] = sum_{n, r, c} x[n, i, r, c] grad[n, o, 2r - 1 + ky, 2c - 1 + kx]
             n, c_in, h, w = x.shape
             patches = stride2_patches(grad, (1, 0, 1, 0), h, w)
             g_w = x.permute(0, 2, 3, 1).reshape(-1, c_in).T @ patches
             g_w = g_w.view(c_in, 3, 3, -1).permute(0, 3, 1, 2)  # channels-last, as the weight
-        if ctx.needs_input_grad[2]:
+        if ctx.needs_input_grad[2] and WEIGHT_GRAD_BY_MATMUL:
             g_b = grad.sum((0, 2, 3))
         return g_x, g_w, g_b
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -11,6 +12,7 @@ from torch import nn
 from slac import kernels
 
 LEAK = 0.2
+Stage = Callable[[torch.Tensor], torch.Tensor]
 
 
 def noise_like(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -75,7 +77,8 @@ class Encoder(nn.Module):
 
     CHUNK = 72  # frames per pass: 8 sequences of 9 stay in cache (same result)
     amp = False  # bfloat16 autocast (--amp)
-    SMALL_MAP = 16  # inputs up to this size take kernels.conv3x3_stride2's backward
+    SMALL_MAP = 16  # inputs up to this size take kernels.conv3x3_stride2's backward, where the
+    # weight gradient is a matmul (kernels.WEIGHT_GRAD_BY_MATMUL)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 frames (..., H, W, 3) -> features (..., out)."""
@@ -86,17 +89,35 @@ class Encoder(nn.Module):
         return torch.cat(chunks).float().reshape(*lead, -1)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        for _, step in self.stages(not torch.is_autocast_enabled(x.device.type), x.shape[-1]):
+            x = step(x)
+        return x
+
+    def stages(self, fast: bool = True, size: int = 64) -> list[tuple[str, Stage]]:
+        """The forward pass on ``size`` x ``size`` inputs as named steps (a layer and its
+        activation), each a function of the previous one's output; ``fast`` takes the rewrites
+        of :mod:`slac.kernels` for the 3x3 convs, else the stock layers (the last conv is a
+        matmul either way). ``slac bench --layers`` times each."""
         *convs, last, act = self.net
-        fast = not torch.is_autocast_enabled(x.device.type)
-        for layer in convs:
-            if fast and x.shape[-1] <= self.SMALL_MAP and kernels.is_stride2_conv3x3(layer):
-                x = kernels.conv3x3_stride2(x, layer)
+        out = []
+        for conv, _ in zip(convs[::2], convs[1::2], strict=True):
+            name = f"encoder {conv_name(conv)}, {size}x{size}"
+            if (fast and size <= self.SMALL_MAP and kernels.WEIGHT_GRAD_BY_MATMUL
+                    and kernels.is_stride2_conv3x3(conv)):
+                out.append((name, lambda x, c=conv: act(kernels.conv3x3_stride2(x, c))))
             else:
-                x = layer(x)
+                out.append((name, lambda x, c=conv: act(c(x))))
+            size = (size + 2 * conv.padding[0] - conv.kernel_size[0]) // conv.stride[0] + 1
+        out.append((f"encoder {conv_name(last)}, {size}x{size} (a matmul)",
+                    lambda x: act(self._last(x, last))))
+        return out
+
+    @staticmethod
+    def _last(x: torch.Tensor, last: nn.Conv2d) -> torch.Tensor:
         # The last conv covers its whole 4x4 input: a matmul on the same parameters, read in
         # channels-last order (views, no copies); exact, and faster than the conv.
         w = last.weight.permute(0, 2, 3, 1).reshape(last.out_channels, -1)
-        return act(F.linear(x.permute(0, 2, 3, 1).reshape(x.shape[0], -1), w, last.bias))
+        return F.linear(x.permute(0, 2, 3, 1).reshape(x.shape[0], -1), w, last.bias)
 
 
 class Decoder(nn.Module):
@@ -132,23 +153,46 @@ class Decoder(nn.Module):
         return x.reshape(*lead, *x.shape[1:])
 
     def _forward(self, z: torch.Tensor) -> torch.Tensor:
-        first, *rest = self.net
+        fast = not (self.plain or torch.is_autocast_enabled(z.device.type))
+        for _, step in self.stages(fast):
+            z = step(z)
+        return z
+
+    def stages(self, fast: bool = True) -> list[tuple[str, Stage]]:
+        """The forward pass as named steps (a layer and its activation), each a function of the
+        previous one's output; ``fast`` takes the rewrites of :mod:`slac.kernels`, else the
+        stock layers (the first is a matmul either way). ``slac bench --layers`` times each."""
+        first, act, *rest = self.net
+        out = [(f"decoder {conv_name(first)}, 1x1 (a matmul)",
+                lambda z, a=act: a(self._first(z, first)))]
+        size = first.kernel_size[0]
+        for layer, act in zip(rest[::2], [*rest[1::2], None], strict=True):
+            name = f"decoder {conv_name(layer)}, {size}x{size}"
+            size = 2 * size
+            if fast and kernels.is_stride2_transposed_conv3x3(layer):
+                out.append((name, lambda x, m=layer, a=act: a(kernels.transposed_conv3x3(x, m))))
+            elif fast and kernels.is_subpixel_layer(layer):
+                out.append((name + " (sub-pixel)",
+                            lambda x, m=layer: kernels.subpixel_conv5x5(x, m)))
+            else:
+                out.append((name, lambda x, m=layer, a=act: a(m(x)) if a is not None else m(x)))
+        return out
+
+    @staticmethod
+    def _first(z: torch.Tensor, first: nn.ConvTranspose2d) -> torch.Tensor:
         # The first transposed conv maps a 1x1 input to 4x4: a matmul on the same parameters
         # (views in channels-last order), giving a channels-last map; exact and faster.
         kh, kw = first.kernel_size
         w = first.weight.permute(0, 2, 3, 1).reshape(first.in_channels, -1)
         x = torch.addmm(first.bias.repeat(kh * kw), z, w)
-        x = x.view(-1, kh, kw, first.out_channels).permute(0, 3, 1, 2)
-        *middle, last = rest
-        fast = not (self.plain or torch.is_autocast_enabled(x.device.type))
-        for layer in middle:
-            if fast and kernels.is_stride2_transposed_conv3x3(layer):
-                x = kernels.transposed_conv3x3(x, layer)
-            else:
-                x = layer(x)
-        if fast and kernels.is_subpixel_layer(last):
-            return kernels.subpixel_conv5x5(x, last)
-        return last(x)
+        return x.view(-1, kh, kw, first.out_channels).permute(0, 3, 1, 2)
+
+
+def conv_name(m: nn.Conv2d | nn.ConvTranspose2d) -> str:
+    """E.g. "conv 5x5/2 3->32" or "transposed 3x3/2 256->128"."""
+    kind = "transposed" if isinstance(m, nn.ConvTranspose2d) else "conv"
+    k, s = m.kernel_size[0], m.stride[0]
+    return f"{kind} {k}x{k}/{s} {m.in_channels}->{m.out_channels}"
 
 
 def tanh_gaussian_log_prob(u: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:

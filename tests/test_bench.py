@@ -76,7 +76,7 @@ KEYS = ("iteration_s", "model_update_s", "actor_critic_update_s", "env_steps_per
 def test_bench_reports_consistent_figures(tmp_path):
     out = tmp_path / "b" / "bench.json"
     done = run("bench", "--preset", "cpu", "--task", "cartpole-swingup", "--iterations", "1",
-               "--threads", "1", "--json", str(out))
+               "--threads", "1", "--layers", "--json", str(out))
     assert done.returncode == 0, done.stderr[-2000:]
     r = json.loads(out.read_text())
     for key in KEYS:
@@ -115,6 +115,27 @@ def test_bench_reports_consistent_figures(tmp_path):
     # the two streams of an update, timed one after the other
     assert r["model_stream_s"] > 0 and r["actor_critic_stream_s"] > 0
     assert 0 <= r["model_stream_encoded"] <= 56 and "streams, 1 thread" in done.stdout
+    # the plain way's fraction of peak bounds what any speed-up over it can be
+    want = r["model_update_flops"] / r["plain_model_update_s"] / 1e9 / r["peak_gflops"]
+    assert abs(r["plain_model_update_fraction_of_peak"] - want) < 1e-9
+    # --layers: each encoder and decoder layer's FLOPs are the closed form's, forward and
+    # backward (twice the forward; the first conv takes no input gradient); one thread, so the
+    # whole model batch is one thread's share, in passes of the encoder's chunk
+    a = r["layers"]
+    enc_f, dec_f = conv_flops(cfg)
+    assert [x["forward_flops"] for x in a["layers"]] == enc_f + dec_f
+    assert [x["backward_flops"] for x in a["layers"]] == [enc_f[0]] + [2 * f for f in
+                                                                       enc_f[1:] + dec_f]
+    assert not a["split"] and a["frames_per_share"] == cfg.model_batch_size * 9
+    assert a["frames_per_pass"] == min(72, cfg.model_batch_size * 9)
+    per_frame = sum(x["forward_s"] + x["backward_s"] for x in a["layers"])
+    assert abs(a["layers_s"] - per_frame * a["frames_per_share"]) < 1e-9
+    assert abs(a["other_s"] - (a["share_s"] - a["layers_s"])) < 1e-9
+    for x in a["layers"]:
+        assert x["best_gflops"] >= x["gflops"] * (1 - 1e-9)  # the pass size is among those timed
+        assert x["name"] in done.stdout
+    assert "encoder conv 5x5/2 3->16, 64x64" in done.stdout
+    assert "decoder transposed 5x5/2 16->3, 32x32 (sub-pixel)" in done.stdout
 
 
 @pytest.mark.e2e
@@ -185,3 +206,26 @@ def test_the_plain_baseline_is_the_same_model_update(small_cfg):
         torch.testing.assert_close(q.grad, p.grad, rtol=1e-3,
                                    atol=max(1e-6, 2e-4 * float(p.grad.abs().max())))
         assert float((q - p).abs().max()) <= 2 * lr * 1.001  # Adam's first steps: <= lr each
+
+
+def test_the_layer_account_splits_as_the_update_does(small_cfg):
+    """With two threads the model-only update runs half the sequences on each: the account
+    times one half on one thread and the update as it runs."""
+    import torch
+
+    from slac import bench, layers
+    from slac.agent import SLACAgent
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        agent = SLACAgent(small_cfg, 1, torch.device("cpu"))
+        b = bench.synthetic_replay(small_cfg, 1, 300).sample(6, small_cfg.sequence_length)
+        a = layers.account(agent, b, rounds=1)
+    finally:
+        torch.set_num_threads(threads)
+    assert a["split"] and a["pass_threads"] == 1
+    assert a["frames_per_share"] == a["frames_per_pass"] == 9  # 1 of the 2 model sequences
+    assert len(a["layers"]) == 10 and a["update_s"] > 0 and a["share_s"] > 0
+    text = "\n".join(layers.report(a))
+    assert "both halves side by side" in text and "the rest (latent model" in text

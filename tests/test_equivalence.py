@@ -3,11 +3,20 @@ last conv and the decoder's first transposed conv as matmuls, the decoder's last
 sub-pixel conv) compute exactly what a plain functional computation of the same layers computes:
 outputs and gradients."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from slac import kernels
 from slac.networks import LEAK, Decoder, Encoder
+
+
+@pytest.fixture(params=[True, False], ids=["weight-grad-matmul", "weight-grad-onednn"])
+def weight_grad(request, monkeypatch):
+    """Both ways the 3x3 stride-2 layers take their weight gradient (the CPU decides which)."""
+    monkeypatch.setattr(kernels, "WEIGHT_GRAD_BY_MATMUL", request.param)
+    return request.param
 
 
 def plain_encoder(enc: Encoder, frames: torch.Tensor) -> torch.Tensor:
@@ -35,7 +44,7 @@ def grads(module, loss):
     return [p.grad.clone() for p in module.parameters()]
 
 
-def test_chunked_encoder_matches_plain_computation():
+def test_chunked_encoder_matches_plain_computation(weight_grad):
     torch.manual_seed(0)
     enc = Encoder()
     frames = torch.randint(0, 256, (20, 9, 64, 64, 3), dtype=torch.uint8)  # 180 > one chunk
@@ -47,7 +56,7 @@ def test_chunked_encoder_matches_plain_computation():
         torch.testing.assert_close(g_fast, g_slow, rtol=1e-3, atol=1e-4)
 
 
-def test_chunked_decoder_matches_plain_computation():
+def test_chunked_decoder_matches_plain_computation(weight_grad):
     torch.manual_seed(0)
     dec = Decoder(288)
     z = torch.randn(20, 9, 288)

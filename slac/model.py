@@ -171,9 +171,12 @@ class LatentModel(nn.Module):
         if not seq:
             first = torch.ones_like(first)
         eps1, eps2 = noise if noise is not None else self.noise(B, T, generator, features.device)
-        # What does not depend on the samples is computed for all steps at once, outside the
-        # loop: q(z1 | x_t) (used at episode starts) and, after it, p(z1_t+1 | z2_t, a_t).
+        # What does not depend on the previous steps' samples is computed for all steps at once,
+        # outside the loop: q(z1 | x_t) and p(z2 | z1) of its sample (used at episode starts)
+        # and, after it, p(z1_t+1 | z2_t, a_t).
         init_mean, init_std = self.z1_posterior_init(features)
+        if factored:
+            init_m2, init_s2 = self.z2_prior_init(init_mean + init_std * eps1)
         z1s, z2s, qm, qs = [], [], [], []
         for t in range(T):
             q_mean, q_std = init_mean[:, t], init_std[:, t]
@@ -186,7 +189,7 @@ class LatentModel(nn.Module):
                 q_std = torch.where(restart, q_std, sq_std)
             z1 = q_mean + q_std * eps1[:, t]
             if factored:
-                m2, s2 = self.z2_prior_init(z1)
+                m2, s2 = init_m2[:, t], init_s2[:, t]
                 if t > 0 and seq:
                     sm2, ss2 = self.z2_prior(z1, z2_prev, a_prev)
                     m2, s2 = torch.where(restart, m2, sm2), torch.where(restart, s2, ss2)

@@ -3,7 +3,8 @@
 In one process and one run: seconds per model update, per actor-critic update and per full
 iteration at the configured sizes (median and min over repeats after warm-up), rendered
 environment steps per second, FLOPs per iteration counted by ``torch.utils.flop_counter``,
-achieved GFLOP/s, and the fp32 peak measured by a large GEMM and by the model's own largest
+achieved GFLOP/s, and the fp32 peak measured by a large GEMM (torch's BLAS and oneDNN's
+matmul, the faster) and by the model's own largest
 convolution. The peak is timed between the iterations and the medians compared (typical against
 typical, in the same machine states); the fastest iteration against the fastest peak run is
 reported too. How busy the rest of the machine was during the run is measured and reported,
@@ -87,9 +88,11 @@ class PeakOp:
         return self.flops / _timed(self.call, 1, warmup=0)[0] / 1e9
 
 
-def gemm_op(device: torch.device, n: int = 2048) -> PeakOp:
-    """A large square fp32 matmul."""
+def gemm_op(device: torch.device, n: int = 2048, onednn: bool = False) -> PeakOp:
+    """A large square fp32 matmul, by torch's BLAS or (``onednn``) by oneDNN's matmul."""
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    if onednn:
+        return PeakOp(f"{n}x{n} GEMM (oneDNN)", 2 * n**3, lambda: kernels.onednn_matmul(a, b))
     return PeakOp(f"{n}x{n} GEMM", 2 * n**3, lambda: a @ b)
 
 
@@ -260,7 +263,7 @@ def run(cfg: Config, iterations: int = 5, per_layer: bool = False) -> dict:
     counted = []
     for part in (lambda: agent.update(batches[0]),
                  lambda: agent.update_model(batches[0].rows(0, mb)), actor_critic_update):
-        with FlopCounterMode(display=False) as fc:
+        with FlopCounterMode(display=False) as fc, kernels.blas_matmuls():
             part()
         counted.append(fc.get_total_flops())
     agent.model.decoder.plain = False
@@ -280,19 +283,24 @@ def run(cfg: Config, iterations: int = 5, per_layer: bool = False) -> dict:
     # The peak is measured between the iterations, so that both see the machine in the same
     # states (a shared VM's speed drifts by 10-20% within minutes): per repeat, one iteration,
     # one GEMM and one run of the fastest convolution; the medians are compared.
-    gemm = gemm_op(device)
+    gemms = [gemm_op(device)]
+    if device.type == "cpu" and kernels.onednn_matmul_available():  # MKL is slow on some CPUs
+        gemms.append(gemm_op(device, onednn=True))
     conv = largest_conv_op(agent, batches[0].frames[:64].to(device))
-    t_iter, r_gemm, r_conv = [], [], []
+    t_iter, r_gemm, r_conv = [], [[] for _ in gemms], []
     for i in range(iterations + 1):  # the first round is a warm-up
         t = _timed(iteration, 1, warmup=0)[0]
-        g, c = gemm.gflops(), conv.gflops()
+        g, c = [op.gflops() for op in gemms], conv.gflops()
         if i:
-            t_iter.append(t), r_gemm.append(g), r_conv.append(c)
+            t_iter.append(t), r_conv.append(c)
+            for runs, v in zip(r_gemm, g, strict=True):
+                runs.append(v)
         else:
             shared.clear()
     t_streams = [streams() for _ in range(iterations + 1)][1:] if mb < cfg.batch_size else []
     account = layers.account(agent, batches[0], rounds=iterations) if per_layer else None
-    peak_gemm, peak_conv = statistics.median(r_gemm), statistics.median(r_conv)
+    gemm_medians = [statistics.median(runs) for runs in r_gemm]
+    peak_gemm, peak_conv = max(gemm_medians), statistics.median(r_conv)
     env_steps_s, agent_steps_s = env_speed(cfg)
     ticks1, wall1 = _cpu_ticks(), time.perf_counter()
     cores = os.cpu_count() or 1
@@ -300,7 +308,7 @@ def run(cfg: Config, iterations: int = 5, per_layer: bool = False) -> dict:
     other = max(0.0, ((ticks1[0] - ticks0[0]) - (ticks1[1] - ticks0[1])) / hz / (wall1 - wall0))
     steal = (ticks1[2] - ticks0[2]) / hz / (wall1 - wall0)
     peak = max(peak_gemm, peak_conv)
-    peak_best = max(r_gemm + r_conv)  # the fastest single run of either
+    peak_best = max(*itertools.chain(*r_gemm), *r_conv)  # the fastest single run of any
     achieved = flops / statistics.median(t_iter) / 1e9
     model_s, ac_s = statistics.median(t_model), statistics.median(t_ac)
     protocol = protocol_estimate(cfg, model_s, statistics.median(t_iter), env_steps_s)
@@ -345,6 +353,8 @@ def run(cfg: Config, iterations: int = 5, per_layer: bool = False) -> dict:
         "flops_per_iteration": flops,
         "achieved_gflops": achieved,
         "peak_gflops_gemm": peak_gemm,
+        "peak_gflops_gemm_blas": gemm_medians[0],
+        "peak_gflops_gemm_onednn": gemm_medians[1] if len(gemms) > 1 else None,
         "peak_gflops_conv": peak_conv,
         "peak_conv_layer": conv.where,
         "peak_gflops": peak,
@@ -393,7 +403,9 @@ def report(r: dict) -> str:
         f"  FLOPs/iteration    {r['flops_per_iteration'] / 1e9:.1f} GFLOP (counted)",
         f"  achieved           {r['achieved_gflops']:.1f} GFLOP/s",
         f"  peak               {r['peak_gflops']:.1f} GFLOP/s (medians of runs between the "
-        f"iterations: GEMM {r['peak_gflops_gemm']:.1f}, largest conv "
+        f"iterations: GEMM {r['peak_gflops_gemm']:.1f} (BLAS {r['peak_gflops_gemm_blas']:.1f}"
+        + (f", oneDNN {r['peak_gflops_gemm_onednn']:.1f}" if r.get('peak_gflops_gemm_onednn')
+           else "") + f"), largest conv "
         f"{r['peak_gflops_conv']:.1f}: {r['peak_conv_layer']}; fastest run "
         f"{r['peak_gflops_best']:.1f})",
         f"  fraction of peak   {r['fraction_of_peak']:.2f} "

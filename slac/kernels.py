@@ -7,6 +7,9 @@ each are in ``docs/performance.md``.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,8 +29,69 @@ def blas_is_slower_than_onednn() -> bool:
         return False
 
 
-# Whether those weight gradients are patch matmuls (read at each call, so tests can set it).
+def onednn_matmul_available() -> bool:
+    """Whether torch's build has oneDNN's fp32 matmul (``mkldnn._linear_pointwise``)."""
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn,
+                                                            "_linear_pointwise")
+
+
+# Whether those weight gradients are patch matmuls, and whether linear layers' matmuls of at
+# least ONEDNN_MIN_ROWS rows go to oneDNN (read at each call, so tests can set them).
 WEIGHT_GRAD_BY_MATMUL = not blas_is_slower_than_onednn()
+ONEDNN_LINEAR = blas_is_slower_than_onednn() and onednn_matmul_available()
+ONEDNN_MIN_ROWS = 32  # below, a call's fixed cost outweighs oneDNN's faster kernel
+
+
+@contextlib.contextmanager
+def blas_matmuls() -> Iterator[None]:
+    """Linear layers by torch's BLAS within: torch's FLOP counter does not see oneDNN's op."""
+    global ONEDNN_LINEAR
+    was, ONEDNN_LINEAR = ONEDNN_LINEAR, False
+    try:
+        yield
+    finally:
+        ONEDNN_LINEAR = was
+
+
+def onednn_matmul(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
+                  ) -> torch.Tensor:
+    """x @ weight.T + bias by oneDNN, no autograd (any strides)."""
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
+           ) -> torch.Tensor:
+    """``F.linear``, by oneDNN's matmul forward and backward where ``ONEDNN_LINEAR`` says it is
+    the faster (fp32 on a CPU, enough rows), else by torch's BLAS."""
+    if (ONEDNN_LINEAR and x.device.type == "cpu" and x.dtype == weight.dtype == torch.float32
+            and x.numel() >= ONEDNN_MIN_ROWS * x.shape[-1]
+            and not torch.is_autocast_enabled("cpu")):
+        return OneDNNLinear.apply(x, weight, bias)
+    return F.linear(x, weight, bias)
+
+
+class OneDNNLinear(torch.autograd.Function):
+    """``F.linear`` whose three matmuls (output, input and weight gradients) are oneDNN's."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+                ) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return onednn_matmul(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        g = grad.reshape(-1, grad.shape[-1])
+        g_x = g_w = g_b = None
+        if ctx.needs_input_grad[0]:
+            g_x = onednn_matmul(grad, weight.t())
+        if ctx.needs_input_grad[1]:
+            g_w = onednn_matmul(g.t(), x.reshape(-1, x.shape[-1]).t())
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            g_b = g.sum(0)
+        return g_x, g_w, g_b
 
 # Tap of the 5x5 kernel used by each output phase (row r of a stride-2 upsampling) at each of
 # the 3 input offsets; 5 is a zero tap.

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from slac import parallel
+from slac import kernels, parallel
 from slac.agent import SLACAgent
 from slac.replay import Batch
 
@@ -121,10 +121,10 @@ def account(agent: SLACAgent, batch: Batch, rounds: int = 5) -> dict:
     fast_runs, plain_runs = runners(agent, frames, True), runners(agent, frames, False)
     flops = []
     for _, run in plain_runs:  # FLOPs of the stock layers: the model's work, not zero taps
-        with FlopCounterMode(display=False) as fc:
+        with FlopCounterMode(display=False) as fc, kernels.blas_matmuls():
             run(per_pass)
         total = fc.get_total_flops()
-        with FlopCounterMode(display=False) as fc:
+        with FlopCounterMode(display=False) as fc, kernels.blas_matmuls():
             run(per_pass, backward=False)
         flops.append((fc.get_total_flops() / per_pass, (total - fc.get_total_flops()) / per_pass))
     noise = agent.model_noise(b.frames.shape[0], steps)

@@ -21,12 +21,18 @@ def noise_like(x: torch.Tensor, generator: torch.Generator | None = None) -> tor
     return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
 
 
+class Linear(nn.Linear):
+    """``nn.Linear`` computed by :func:`slac.kernels.linear` (oneDNN's matmul where faster)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return kernels.linear(x, self.weight, self.bias)
+
+
 def mlp(inp: int, out: int, hidden: int, act: type[nn.Module] = nn.LeakyReLU) -> nn.Sequential:
     """Two hidden layers of ``hidden`` units, then a linear output."""
     a = (lambda: nn.LeakyReLU(LEAK)) if act is nn.LeakyReLU else act
-    return nn.Sequential(
-        nn.Linear(inp, hidden), a(), nn.Linear(hidden, hidden), a(), nn.Linear(hidden, out)
-    )
+    return nn.Sequential(Linear(inp, hidden), a(), Linear(hidden, hidden), a(),
+                         Linear(hidden, out))
 
 
 def _clip_grad(x: torch.Tensor, bound: float = 10.0) -> torch.Tensor:
@@ -117,7 +123,7 @@ class Encoder(nn.Module):
         # The last conv covers its whole 4x4 input: a matmul on the same parameters, read in
         # channels-last order (views, no copies); exact, and faster than the conv.
         w = last.weight.permute(0, 2, 3, 1).reshape(last.out_channels, -1)
-        return F.linear(x.permute(0, 2, 3, 1).reshape(x.shape[0], -1), w, last.bias)
+        return kernels.linear(x.permute(0, 2, 3, 1).reshape(x.shape[0], -1), w, last.bias)
 
 
 class Decoder(nn.Module):
@@ -184,7 +190,7 @@ class Decoder(nn.Module):
         # (views in channels-last order), giving a channels-last map; exact and faster.
         kh, kw = first.kernel_size
         w = first.weight.permute(0, 2, 3, 1).reshape(first.in_channels, -1)
-        x = torch.addmm(first.bias.repeat(kh * kw), z, w)
+        x = kernels.linear(z, w.t(), first.bias.repeat(kh * kw))
         return x.view(-1, kh, kw, first.out_channels).permute(0, 3, 1, 2)
 
 

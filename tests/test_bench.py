@@ -82,6 +82,8 @@ def test_bench_reports_consistent_figures(tmp_path):
     for key in KEYS:
         assert r[key] > 0, key
     assert r["peak_gflops"] == max(r["peak_gflops_gemm"], r["peak_gflops_conv"])
+    gemms = [r["peak_gflops_gemm_blas"], r["peak_gflops_gemm_onednn"]]
+    assert r["peak_gflops_gemm"] == max(g for g in gemms if g is not None)
     assert abs(r["achieved_gflops"] - r["flops_per_iteration"] / r["iteration_s"] / 1e9) < 1e-6
     assert abs(r["fraction_of_peak"] - r["achieved_gflops"] / r["peak_gflops"]) < 1e-9
     # the peak: medians of runs between the iterations; the fastest of those runs is reported

@@ -97,3 +97,26 @@ def test_compiled_networks_compute_the_same():
     enc.compile()
     torch.testing.assert_close(enc(frames), want, rtol=1e-4, atol=1e-5)
     assert list(enc.state_dict()) == names
+
+
+def test_onednn_linear_is_f_linear(monkeypatch):
+    """Linear layers by oneDNN's matmul (where the CPU makes it the faster): F.linear's
+    values and gradients, for 2-D and 3-D inputs; and F.linear itself below its row bound."""
+    if not kernels.onednn_matmul_available():
+        pytest.skip("torch built without oneDNN")
+    monkeypatch.setattr(kernels, "ONEDNN_LINEAR", True)
+    torch.manual_seed(0)
+    for shape in ((40, 24), (4, 9, 24)):
+        x = torch.randn(*shape, requires_grad=True)
+        w = torch.randn(16, 24, requires_grad=True)
+        b = torch.randn(16, requires_grad=True)
+        g = torch.randn(*shape[:-1], 16)
+        ours = kernels.linear(x, w, b)
+        assert ours.grad_fn.name().endswith("OneDNNLinearBackward")
+        theirs = F.linear(x, w, b)
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+        for a, c in zip(torch.autograd.grad(ours, (x, w, b), g),
+                        torch.autograd.grad(theirs, (x, w, b), g), strict=True):
+            torch.testing.assert_close(a, c, rtol=1e-5, atol=1e-4)
+    small = kernels.linear(torch.randn(4, 24, requires_grad=True), w, b)
+    assert "OneDNN" not in small.grad_fn.name()

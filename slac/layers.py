@@ -138,7 +138,7 @@ def account(agent: SLACAgent, batch: Batch, rounds: int = 5) -> dict:
                 for n in sizes:
                     f, bw = run(n)
                     if r:
-                        old = best.get((i, n), (f, bw))
+                        old = best.get((i, n), (f / n, bw / n))
                         best[i, n] = min(old[0], f / n), min(old[1], bw / n)
             t = seconds(lambda: agent.model_gradients(b, 0, share, noise))
             torch.set_num_threads(threads)

@@ -119,9 +119,10 @@ def test_train_resumes_the_same_run_and_refuses_a_changed_setting(tmp_path, rest
 
 
 # --------------------------------------------------------------------------- the tree
-THIRD_PARTY_PRIVATE = {  # other libraries' private state that exact resume must read and set
-    "_step_count", "_reset_next_step",  # dm_control's Environment
-    "_elapsed_steps",  # gymnasium's TimeLimit
+THIRD_PARTY_PRIVATE = {  # other libraries' private names we cannot do without
+    "_step_count", "_reset_next_step",  # dm_control's Environment: exact resume sets them
+    "_elapsed_steps",  # gymnasium's TimeLimit: exact resume sets it
+    "_linear_pointwise",  # torch's only door to oneDNN's fp32 matmul (kernels.py; torch pinned)
 }
 
 

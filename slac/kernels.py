@@ -37,8 +37,9 @@ def onednn_matmul_available() -> bool:
 
 # Whether those weight gradients are patch matmuls, and whether linear layers' matmuls of at
 # least ONEDNN_MIN_ROWS rows go to oneDNN (read at each call, so tests can set them).
-WEIGHT_GRAD_BY_MATMUL = not blas_is_slower_than_onednn()
-ONEDNN_LINEAR = blas_is_slower_than_onednn() and onednn_matmul_available()
+BLAS_SLOWER = blas_is_slower_than_onednn()
+WEIGHT_GRAD_BY_MATMUL = not BLAS_SLOWER
+ONEDNN_LINEAR = BLAS_SLOWER and onednn_matmul_available()
 ONEDNN_MIN_ROWS = 32  # below, a call's fixed cost outweighs oneDNN's faster kernel
 
 

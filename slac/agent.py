@@ -15,6 +15,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from slac import runtime
 from slac.config import Config, ConfigError
 from slac.model import Filtered
 from slac.model import build as build_model
@@ -83,6 +84,9 @@ class SLACAgent:
                                    self.rng_actor_critic)
         if cfg.amp and device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise ConfigError("--amp uses bfloat16, which this GPU does not support")
+        if cfg.amp and device.type == "cpu" and not runtime.cpu_has_bf16():
+            raise ConfigError("--amp uses bfloat16, for which this CPU has no units (AMX or "
+                              "AVX512-BF16): it would run slower than without")
         for net in (self.model.encoder, self.model.decoder):
             net.amp = cfg.amp
             if cfg.compile:

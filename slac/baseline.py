@@ -1,5 +1,6 @@
 """The plain PyTorch way of the same model, for ``slac bench`` to time its own updates against:
-stock layers in NCHW, the whole batch in one pass, torch's threads inside each operation.
+stock layers in NCHW, the whole batch in one pass, torch's threads inside each operation (in
+bfloat16 autocast where the agent's networks use it, ``--amp``).
 
 :func:`plain_agent` copies an agent and swaps its encoder and decoder for :class:`PlainEncoder`
 and :class:`PlainDecoder`, which hold the same parameters (the copy's optimiser keeps stepping
@@ -22,12 +23,14 @@ class PlainEncoder(nn.Module):
 
     def __init__(self, encoder: Encoder):
         super().__init__()
-        self.net = encoder.net
+        self.net, self.amp = encoder.net, encoder.amp
         self.to(memory_format=torch.contiguous_format)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         x = frames.reshape(-1, *frames.shape[-3:]).permute(0, 3, 1, 2).contiguous()
-        return self.net(x.float() / 255).reshape(*frames.shape[:-3], -1)
+        with torch.autocast(x.device.type, torch.bfloat16, enabled=self.amp):
+            x = self.net(x.float() / 255)
+        return x.float().reshape(*frames.shape[:-3], -1)
 
 
 class PlainDecoder(nn.Module):
@@ -35,12 +38,13 @@ class PlainDecoder(nn.Module):
 
     def __init__(self, decoder: Decoder):
         super().__init__()
-        self.net = decoder.net
+        self.net, self.amp = decoder.net, decoder.amp
         self.to(memory_format=torch.contiguous_format)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        x = self.net(z.reshape(-1, z.shape[-1], 1, 1))
-        return x.reshape(*z.shape[:-1], *x.shape[1:])
+        with torch.autocast(z.device.type, torch.bfloat16, enabled=self.amp):
+            x = self.net(z.reshape(-1, z.shape[-1], 1, 1))
+        return x.float().reshape(*z.shape[:-1], *x.shape[1:])
 
 
 def plain_agent(agent: SLACAgent) -> SLACAgent:

@@ -4,7 +4,7 @@ In one process and one run: seconds per model update, per actor-critic update an
 iteration at the configured sizes (median and min over repeats after warm-up), rendered
 environment steps per second, FLOPs per iteration counted by ``torch.utils.flop_counter``,
 achieved GFLOP/s, and the fp32 peak measured by a large GEMM (torch's BLAS and oneDNN's
-matmul, the faster) and by the model's own largest
+matmul, the faster; with ``--amp`` a bfloat16 GEMM too) and by the model's own largest
 convolution. The peak is timed between the iterations and the medians compared (typical against
 typical, in the same machine states); the fastest iteration against the fastest peak run is
 reported too. How busy the rest of the machine was during the run is measured and reported,
@@ -88,9 +88,11 @@ class PeakOp:
         return self.flops / _timed(self.call, 1, warmup=0)[0] / 1e9
 
 
-def gemm_op(device: torch.device, n: int = 2048, onednn: bool = False) -> PeakOp:
-    """A large square fp32 matmul, by torch's BLAS or (``onednn``) by oneDNN's matmul."""
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+def gemm_op(device: torch.device, n: int = 2048, onednn: bool = False,
+            dtype: torch.dtype = torch.float32) -> PeakOp:
+    """A large square matmul, by torch's BLAS or (``onednn``) by oneDNN's matmul; in bfloat16
+    (``dtype``) torch takes oneDNN's kernels on a CPU."""
+    a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
     if onednn:
         return PeakOp(f"{n}x{n} GEMM (oneDNN)", 2 * n**3, lambda: kernels.onednn_matmul(a, b))
     return PeakOp(f"{n}x{n} GEMM", 2 * n**3, lambda: a @ b)
@@ -102,7 +104,7 @@ PEAK_BATCHES = (36, 72, 144, 288, 576)  # frames: from cache-resident to the enc
 def largest_conv_op(agent: SLACAgent, frames: torch.Tensor, repeats: int = 5) -> PeakOp:
     """The encoder's convolution with the most FLOPs per frame (ties all count) at the batch size
     where it runs fastest here, each run alone at several batch sizes: this machine's
-    convolution kernels at their best."""
+    convolution kernels at their best (in bfloat16 autocast where the encoder uses it)."""
     x = frames.reshape(-1, *frames.shape[-3:]).permute(0, 3, 1, 2).float().div(255)
     x = x[:max(PEAK_BATCHES)]
     inputs, per_frame = [], []
@@ -120,7 +122,8 @@ def largest_conv_op(agent: SLACAgent, frames: torch.Tensor, repeats: int = 5) ->
             continue
         for n in PEAK_BATCHES:
             batch = inp[:n].contiguous(memory_format=torch.channels_last)
-            run = torch.no_grad()(lambda f=layer, b=batch: f(b))
+            run = torch.no_grad()(autocast(lambda f=layer, b=batch: f(b), batch.device,
+                                           agent.model.encoder.amp))
             t = min(_timed(run, repeats))
             if flops * batch.shape[0] / t > best:
                 best = flops * batch.shape[0] / t
@@ -129,6 +132,16 @@ def largest_conv_op(agent: SLACAgent, frames: torch.Tensor, repeats: int = 5) ->
                             lambda r=run, k=reps: [r() for _ in range(k)])
     assert op is not None
     return op
+
+
+def autocast(fn: Callable[[], object], device: torch.device, amp: bool
+             ) -> Callable[[], object]:
+    """``fn``, run in bfloat16 autocast on ``device`` when ``amp`` (as ``--amp`` runs the
+    encoder and decoder)."""
+    def run():
+        with torch.autocast(device.type, torch.bfloat16, enabled=amp):
+            return fn()
+    return run
 
 
 def synthetic_replay(cfg: Config, action_dim: int, steps: int = 2_000) -> Replay:
@@ -283,24 +296,26 @@ def run(cfg: Config, iterations: int = 5, per_layer: bool = False) -> dict:
     # The peak is measured between the iterations, so that both see the machine in the same
     # states (a shared VM's speed drifts by 10-20% within minutes): per repeat, one iteration,
     # one GEMM and one run of the fastest convolution; the medians are compared.
-    gemms = [gemm_op(device)]
+    gemms = {"blas": gemm_op(device)}
     if device.type == "cpu" and kernels.onednn_matmul_available():  # MKL is slow on some CPUs
-        gemms.append(gemm_op(device, onednn=True))
+        gemms["onednn"] = gemm_op(device, onednn=True)
+    if cfg.amp:  # the encoder and decoder run in bfloat16: so does the peak
+        gemms["bf16"] = gemm_op(device, dtype=torch.bfloat16)
     conv = largest_conv_op(agent, batches[0].frames[:64].to(device))
-    t_iter, r_gemm, r_conv = [], [[] for _ in gemms], []
+    t_iter, r_gemm, r_conv = [], {k: [] for k in gemms}, []
     for i in range(iterations + 1):  # the first round is a warm-up
         t = _timed(iteration, 1, warmup=0)[0]
-        g, c = [op.gflops() for op in gemms], conv.gflops()
+        g, c = {k: op.gflops() for k, op in gemms.items()}, conv.gflops()
         if i:
             t_iter.append(t), r_conv.append(c)
-            for runs, v in zip(r_gemm, g, strict=True):
-                runs.append(v)
+            for k, v in g.items():
+                r_gemm[k].append(v)
         else:
             shared.clear()
     t_streams = [streams() for _ in range(iterations + 1)][1:] if mb < cfg.batch_size else []
     account = layers.account(agent, batches[0], rounds=iterations) if per_layer else None
-    gemm_medians = [statistics.median(runs) for runs in r_gemm]
-    peak_gemm, peak_conv = max(gemm_medians), statistics.median(r_conv)
+    gemm_medians = {k: statistics.median(runs) for k, runs in r_gemm.items()}
+    peak_gemm, peak_conv = max(gemm_medians.values()), statistics.median(r_conv)
     env_steps_s, agent_steps_s = env_speed(cfg)
     ticks1, wall1 = _cpu_ticks(), time.perf_counter()
     cores = os.cpu_count() or 1
@@ -308,7 +323,7 @@ def run(cfg: Config, iterations: int = 5, per_layer: bool = False) -> dict:
     other = max(0.0, ((ticks1[0] - ticks0[0]) - (ticks1[1] - ticks0[1])) / hz / (wall1 - wall0))
     steal = (ticks1[2] - ticks0[2]) / hz / (wall1 - wall0)
     peak = max(peak_gemm, peak_conv)
-    peak_best = max(*itertools.chain(*r_gemm), *r_conv)  # the fastest single run of any
+    peak_best = max(*itertools.chain(*r_gemm.values()), *r_conv)  # the fastest single run of any
     achieved = flops / statistics.median(t_iter) / 1e9
     model_s, ac_s = statistics.median(t_model), statistics.median(t_ac)
     protocol = protocol_estimate(cfg, model_s, statistics.median(t_iter), env_steps_s)
@@ -320,6 +335,7 @@ def run(cfg: Config, iterations: int = 5, per_layer: bool = False) -> dict:
         "overlap": schedule.name != "sequential",
         "schedule": schedule.name,
         "weight_grad": "matmul" if kernels.WEIGHT_GRAD_BY_MATMUL else "onednn",
+        "amp": cfg.amp,
         "batch_size": cfg.batch_size,
         "model_batch_size": cfg.model_batch_size,
         "sequence_length": cfg.sequence_length,
@@ -353,8 +369,9 @@ def run(cfg: Config, iterations: int = 5, per_layer: bool = False) -> dict:
         "flops_per_iteration": flops,
         "achieved_gflops": achieved,
         "peak_gflops_gemm": peak_gemm,
-        "peak_gflops_gemm_blas": gemm_medians[0],
-        "peak_gflops_gemm_onednn": gemm_medians[1] if len(gemms) > 1 else None,
+        "peak_gflops_gemm_blas": gemm_medians["blas"],
+        "peak_gflops_gemm_onednn": gemm_medians.get("onednn"),
+        "peak_gflops_gemm_bf16": gemm_medians.get("bf16"),
         "peak_gflops_conv": peak_conv,
         "peak_conv_layer": conv.where,
         "peak_gflops": peak,
@@ -379,7 +396,8 @@ def report(r: dict) -> str:
         f"{r['batch_size']} (model {r['model_batch_size']}) x {r['sequence_length'] + 1} frames, "
         f"{r['iterations']} repeats",
         f"  machine            {r.get('machine', '?')}; 3x3 stride-2 weight gradients "
-        f"{'as patch matmuls' if r.get('weight_grad') == 'matmul' else 'by oneDNN'}",
+        f"{'as patch matmuls' if r.get('weight_grad') == 'matmul' else 'by oneDNN'}"
+        + ("; encoder and decoder in bfloat16 autocast (--amp)" if r.get("amp") else ""),
         f"  full iteration     {r['iteration_s']:.3f} s median, {r['iteration_min_s']:.3f} s min"
         + {"overlap": " (model and actor-critic streams side by side, 1 thread each)",
            "split": " (the model's sequences split over the threads, 1 each)"}.get(
@@ -405,6 +423,8 @@ def report(r: dict) -> str:
         f"  peak               {r['peak_gflops']:.1f} GFLOP/s (medians of runs between the "
         f"iterations: GEMM {r['peak_gflops_gemm']:.1f} (BLAS {r['peak_gflops_gemm_blas']:.1f}"
         + (f", oneDNN {r['peak_gflops_gemm_onednn']:.1f}" if r.get('peak_gflops_gemm_onednn')
+           else "")
+        + (f", bfloat16 {r['peak_gflops_gemm_bf16']:.1f}" if r.get('peak_gflops_gemm_bf16')
            else "") + f"), largest conv "
         f"{r['peak_gflops_conv']:.1f}: {r['peak_conv_layer']}; fastest run "
         f"{r['peak_gflops_best']:.1f})",

@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="latent variable model, as `slac train --model` [slac]")
     bn.add_argument("--overlap", action=argparse.BooleanOptionalAction, default=True,
                     help="model and actor-critic streams concurrently, as `slac train` [on]")
+    bn.add_argument("--amp", action=argparse.BooleanOptionalAction, default=False,
+                    help="bfloat16 autocast in the encoder and decoder, as `slac train --amp`; "
+                         "the peak includes a bfloat16 GEMM [off]")
     bn.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                     help="auto|cpu|cuda [auto]")
     sw = sub.add_parser(
@@ -228,6 +231,8 @@ def cmd_viz(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.iterations <= 0:
         raise ConfigError(f"--iterations must be positive, got {args.iterations}")
+    if args.amp and args.layers:
+        raise ConfigError("--layers times the fp32 layers of the update; leave out --amp")
     import json
     from pathlib import Path
 
@@ -236,7 +241,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.json:  # fail now, not after the measurements
         check_writable(str(Path(args.json).absolute().parent))
     given = {"task": args.task, "threads": args.threads, "device": args.device,
-             "preset": args.preset, "overlap": args.overlap, "model": args.model}
+             "preset": args.preset, "overlap": args.overlap, "model": args.model, "amp": args.amp}
     cfg = resolve(Config(**with_preset({k: v for k, v in given.items() if v is not None})))
     from slac.runtime import resolve_device
 

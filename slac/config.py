@@ -138,8 +138,8 @@ class Config:
         "TensorFlow defaults of the authors' code) or torch (PyTorch's layer defaults)",
         choices=("torch", "glorot"),
     )
-    amp: bool = _f(False, "bfloat16 autocast in the encoder and decoder (GPUs with bf16; "
-                          "changes the arithmetic, so off by default)")
+    amp: bool = _f(False, "bfloat16 autocast in the encoder and decoder (GPUs with bf16, CPUs "
+                          "with AMX or AVX512-BF16; changes the arithmetic, so off by default)")
     compile: bool = _f(False, "torch.compile the encoder and decoder (meant for GPUs; compiling "
                               "takes minutes)")
 

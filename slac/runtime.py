@@ -52,6 +52,18 @@ def set_up(device_name: str, threads: int, seed: int) -> torch.device:
     return device
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has bfloat16 arithmetic units (AMX or AVX512-BF16), which oneDNN's
+    bfloat16 kernels use; without them ``--amp`` runs emulated and slower. True where the flags
+    cannot be read (not Linux), so that nothing is refused on a guess."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((ln.split(":", 1)[1].split() for ln in f if ln.startswith("flags")), None)
+    except OSError:
+        return True
+    return flags is None or "amx_bf16" in flags or "avx512_bf16" in flags
+
+
 def describe(device: torch.device) -> dict[str, str | None]:
     """What a run's results depend on beyond its config: device, versions, GL backend."""
     return {"device": str(device), "torch": torch.__version__,

@@ -144,6 +144,30 @@ def test_bench_reports_consistent_figures(tmp_path):
 def test_bench_bad_iterations():
     done = run("bench", "--iterations", "0")
     assert done.returncode == 2 and "--iterations must be positive" in done.stderr
+    done = run("bench", "--amp", "--layers")
+    assert done.returncode == 2 and "--layers times the fp32 layers" in done.stderr
+
+
+@pytest.mark.e2e
+def test_bench_amp_sets_bfloat16_against_its_own_peak(tmp_path):
+    """--amp: the update in bfloat16 autocast, set against a peak that includes a bfloat16
+    GEMM; refused in one line where the CPU has no bfloat16 units."""
+    from slac import runtime
+
+    out = tmp_path / "bench.json"
+    done = run("bench", "--preset", "cpu", "--task", "cartpole-swingup", "--iterations", "1",
+               "--threads", "1", "--amp", "--json", str(out))
+    if not runtime.cpu_has_bf16():
+        assert done.returncode == 2 and "no units (AMX or AVX512-BF16)" in done.stderr
+        return
+    assert done.returncode == 0, done.stderr[-2000:]
+    r = json.loads(out.read_text())
+    assert r["amp"] and r["peak_gflops_gemm_bf16"] > 0
+    gemms = [r["peak_gflops_gemm_blas"], r["peak_gflops_gemm_onednn"],
+             r["peak_gflops_gemm_bf16"]]
+    assert r["peak_gflops_gemm"] == max(g for g in gemms if g is not None)
+    assert r["peak_gflops"] == max(r["peak_gflops_gemm"], r["peak_gflops_conv"])
+    assert "bfloat16 autocast (--amp)" in done.stdout and "bfloat16 " in done.stdout
 
 
 
@@ -208,6 +232,46 @@ def test_the_plain_baseline_is_the_same_model_update(small_cfg):
         torch.testing.assert_close(q.grad, p.grad, rtol=1e-3,
                                    atol=max(1e-6, 2e-4 * float(p.grad.abs().max())))
         assert float((q - p).abs().max()) <= 2 * lr * 1.001  # Adam's first steps: <= lr each
+
+
+def test_the_plain_baseline_runs_in_bfloat16_with_amp(small_cfg, monkeypatch):
+    """With --amp the plain twin's encoder and decoder run in bfloat16 autocast too (the same
+    computation as the agent's), returning fp32."""
+    import torch
+
+    from slac import runtime
+    from slac.agent import SLACAgent
+    from slac.baseline import plain_agent
+
+    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: True)  # emulated where it has none
+    small_cfg.amp = True
+    agent = SLACAgent(small_cfg, 1, torch.device("cpu"))
+    twin = plain_agent(agent)
+    frames = torch.randint(0, 256, (2, 3, 64, 64, 3), dtype=torch.uint8)
+    z = torch.randn(2, 3, small_cfg.z1_dim + small_cfg.z2_dim)
+    for name, x in (("encoder", frames), ("decoder", z)):
+        ours, plain = getattr(agent.model, name)(x), getattr(twin.model, name)(x)
+        assert plain.dtype == torch.float32
+        getattr(twin.model, name).amp = False
+        fp32 = getattr(twin.model, name)(x)
+        scale = float(fp32.abs().max())
+        torch.testing.assert_close(plain, ours, rtol=0, atol=0.015 * scale)
+        assert float((plain - fp32).abs().max()) > 1e-3 * scale  # it did run in bfloat16
+
+
+def test_amp_is_refused_on_a_cpu_without_bfloat16_units(small_cfg, monkeypatch):
+    import torch
+
+    from slac import runtime
+    from slac.agent import SLACAgent
+    from slac.config import ConfigError
+
+    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: False)
+    small_cfg.amp = True
+    with pytest.raises(ConfigError, match="no units"):
+        SLACAgent(small_cfg, 1, torch.device("cpu"))
+    small_cfg.amp = False
+    SLACAgent(small_cfg, 1, torch.device("cpu"))  # fp32 needs none
 
 
 def test_the_layer_account_splits_as_the_update_does(small_cfg):

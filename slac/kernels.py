@@ -122,17 +122,29 @@ def is_subpixel_layer(m: nn.Module) -> bool:
 
 def conv3x3_stride2(x: torch.Tensor, layer: nn.Conv2d) -> torch.Tensor:
     """``layer(x)`` with the weight gradient as one patch matmul (see :class:`Stride2Conv3x3`)."""
-    return Stride2Conv3x3.apply(x, layer.weight, layer.bias)
+    return in_autocast_dtype(Stride2Conv3x3.apply, x, layer)
 
 
 def transposed_conv3x3(x: torch.Tensor, layer: nn.ConvTranspose2d) -> torch.Tensor:
     """``layer(x)`` with the backward of :class:`Stride2TransposedConv3x3`."""
-    return Stride2TransposedConv3x3.apply(x, layer.weight, layer.bias)
+    return in_autocast_dtype(Stride2TransposedConv3x3.apply, x, layer)
 
 
 def subpixel_conv5x5(x: torch.Tensor, layer: nn.ConvTranspose2d) -> torch.Tensor:
     """``layer(x)`` as a 3x3 conv and a pixel shuffle (see :class:`SubPixelLastLayer`)."""
-    return SubPixelLastLayer.apply(x, layer.weight, layer.bias)
+    return in_autocast_dtype(SubPixelLastLayer.apply, x, layer)
+
+
+def in_autocast_dtype(fn, x: torch.Tensor, layer: nn.Module) -> torch.Tensor:
+    """``fn(x, weight, bias)`` of ``layer``; under autocast (``--amp``) with all three cast to
+    its dtype and autocast off inside, so that the backward runs in that dtype too (the casts
+    carry the gradients back to the fp32 parameters)."""
+    device = x.device.type
+    if not torch.is_autocast_enabled(device):
+        return fn(x, layer.weight, layer.bias)
+    dtype = torch.get_autocast_dtype(device)
+    with torch.autocast(device, enabled=False):
+        return fn(x.to(dtype), layer.weight.to(dtype), layer.bias.to(dtype))
 
 
 class SubPixelLastLayer(torch.autograd.Function):

@@ -88,6 +88,34 @@ def test_amp_stays_close_to_fp32_and_returns_fp32():
         # rounds 8x finer: its error stayed below 0.1% of the scale)
 
 
+def test_amp_rewrites_compute_what_the_stock_layers_do_in_bfloat16(weight_grad):
+    """Under --amp the rewrites of slac.kernels run forward and backward in bfloat16 (inputs,
+    weights and biases cast, gradients back in fp32) and agree with the stock layers under
+    the same autocast; the largest differences measured were 0.27% of an output's scale and
+    0.14% of a gradient's (seeds 0-4), from the order of bfloat16 roundings."""
+    torch.manual_seed(0)
+    enc, dec = Encoder(width=8), Decoder(288, width=8)
+    enc.amp = dec.amp = True
+    frames = torch.randint(0, 256, (2, 9, 64, 64, 3), dtype=torch.uint8)
+    z = torch.randn(2, 9, 288)
+    t_f, t_x = torch.randn(2, 9, 256), torch.rand(2, 9, 3, 64, 64)
+
+    def run(stock: bool):
+        if stock:
+            with torch.autocast("cpu", torch.bfloat16):
+                f, x = plain_encoder(enc, frames).float(), plain_decoder(dec, z).float()
+        else:
+            f, x = enc(frames), dec(z)  # each in its own autocast
+        return f, x, grads(enc, (f * t_f).sum()) + grads(dec, ((x - t_x) ** 2).sum())
+
+    fast, stock = run(False), run(True)
+    for got, want in zip(fast[:2], stock[:2], strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=0.01 * float(want.abs().max()))
+    for got, want in zip(fast[2], stock[2], strict=True):
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(got, want, rtol=0, atol=0.01 * float(want.abs().max()))
+
+
 def test_compiled_networks_compute_the_same():
     """--compile: same outputs, same parameter names (checkpoints are interchangeable)."""
     torch.manual_seed(0)

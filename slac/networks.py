@@ -83,6 +83,7 @@ class Encoder(nn.Module):
 
     CHUNK = 72  # frames per pass: 8 sequences of 9 stay in cache (same result)
     amp = False  # bfloat16 autocast (--amp)
+    plain = False  # the stock layers, without the rewrites of slac.kernels (for A/Bs)
     SMALL_MAP = 16  # inputs up to this size take kernels.conv3x3_stride2's backward, where the
     # weight gradient is a matmul (kernels.WEIGHT_GRAD_BY_MATMUL)
 
@@ -95,7 +96,7 @@ class Encoder(nn.Module):
         return torch.cat(chunks).float().reshape(*lead, -1)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        for _, step in self.stages(True, x.shape[-1]):
+        for _, step in self.stages(not self.plain, x.shape[-1]):
             x = step(x)
         return x
 

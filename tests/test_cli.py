@@ -322,3 +322,26 @@ def test_each_ablation_trains_through_the_cli(tmp_path, name):
     assert (tmp_path / name / "viz" / "predictions.png").stat().st_size > 0
     done = run("train", "--run-dir", run_dir, *short, *flags, "--model", "slac", "--override")
     assert done.returncode == 2 and "it changes the latent model" in done.stderr, done.stderr
+
+
+@pytest.mark.e2e
+def test_ab_script_times_both_arms_interleaved():
+    """scripts/ab_update.py: one round of each arm at the cpu preset's sizes, a ratio and a
+    count of rounds; an unknown switch prints the usage and fails."""
+    import re
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "ab_update.py"
+    done = subprocess.run([sys.executable, str(script), "linear", "cpu", "model", "2"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rounds = re.findall(r"round \d: blas ([\d.]+) onednn ([\d.]+) ratio ([\d.]+)", done.stdout)
+    assert len(rounds) == 2
+    for a, b, ratio in rounds:
+        assert float(a) > 0 and abs(float(ratio) - float(b) / float(a)) < 5e-3
+    assert re.search(r"linear cpu model: medians blas [\d.]+ onednn [\d.]+ ratio [\d.]+ "
+                     r"\(onednn faster in [012] of 2 rounds\)", done.stdout)
+    bad = subprocess.run([sys.executable, str(script), "nosuch", "cpu", "model", "1"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "SWITCH" in bad.stderr

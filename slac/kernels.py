@@ -8,7 +8,7 @@ each are in ``docs/performance.md``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -135,7 +135,8 @@ def subpixel_conv5x5(x: torch.Tensor, layer: nn.ConvTranspose2d) -> torch.Tensor
     return in_autocast_dtype(SubPixelLastLayer.apply, x, layer)
 
 
-def in_autocast_dtype(fn, x: torch.Tensor, layer: nn.Module) -> torch.Tensor:
+def in_autocast_dtype(fn: Callable[..., torch.Tensor], x: torch.Tensor, layer: nn.Module
+                      ) -> torch.Tensor:
     """``fn(x, weight, bias)`` of ``layer``; under autocast (``--amp``) with all three cast to
     its dtype and autocast off inside, so that the backward runs in that dtype too (the casts
     carry the gradients back to the fp32 parameters)."""

@@ -82,10 +82,10 @@ class SLACAgent:
         self.rng_actor_critic = torch.Generator(device).manual_seed(cfg.seed + 1)
         self.sac = SoftActorCritic(self.actor, self.critic, cfg, action_dim, device,
                                    self.rng_actor_critic)
-        if cfg.amp and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            raise ConfigError("--amp uses bfloat16, which this GPU does not support")
-        if cfg.amp and device.type == "cpu" and not runtime.cpu_has_bf16():
-            raise ConfigError("--amp uses bfloat16, for which this CPU has no units (AMX or "
+        if cfg.amp and not runtime.bf16_supported(device):
+            raise ConfigError("--amp uses bfloat16, which this GPU does not support"
+                              if device.type == "cuda" else
+                              "--amp uses bfloat16, for which this CPU has no units (AMX or "
                               "AVX512-BF16): it would run slower than without")
         for net in (self.model.encoder, self.model.decoder):
             net.amp = cfg.amp

@@ -112,8 +112,10 @@ def load(run_dir: str | os.PathLike, device: str = "auto") -> Policy:
     cuda. Raises ``FileNotFoundError`` when the directory holds no agent."""
     dev = runtime.resolve_device(device)
     state = checkpoint.load_agent_state(run_dir, dev)
-    agent = make_agent(from_dict(state["config"]), state["action_dim"], dev,
-                       state.get("state_dim", 0))
+    cfg = from_dict(state["config"])
+    if cfg.amp and not runtime.bf16_supported(dev):
+        cfg.amp = False  # a run trained with --amp acts in fp32 where bfloat16 is not in hardware
+    agent = make_agent(cfg, state["action_dim"], dev, state.get("state_dim", 0))
     agent.load_state_dict(state["agent"])
     return Policy(agent, int(state["env_step"]))
 

@@ -64,6 +64,13 @@ def cpu_has_bf16() -> bool:
     return flags is None or "amx_bf16" in flags or "avx512_bf16" in flags
 
 
+def bf16_supported(device: torch.device) -> bool:
+    """Whether ``device`` runs bfloat16 in hardware (``--amp``)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type != "cpu" or cpu_has_bf16()
+
+
 def describe(device: torch.device) -> dict[str, str | None]:
     """What a run's results depend on beyond its config: device, versions, GL backend."""
     return {"device": str(device), "torch": torch.__version__,

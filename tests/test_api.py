@@ -5,6 +5,7 @@ import ast
 import os
 import re
 import subprocess
+from contextlib import nullcontext
 from pathlib import Path
 
 import gymnasium as gym
@@ -170,3 +171,25 @@ def test_housekeeping():
                and (ROOT / f).stat().st_size > 200_000]
         assert not big, big
     assert re.search(r"^test-fast:", (ROOT / "Makefile").read_text(), re.M)
+
+
+@pytest.mark.parametrize("has_bf16", [True, False])
+def test_a_run_trained_with_amp_loads_where_bfloat16_is_not_in_hardware(tmp_path, monkeypatch,
+                                                                        has_bf16):
+    """slac.load of a --amp run: bfloat16 where the CPU has the units, else fp32 (evaluating
+    on another machine must not be refused as training there is)."""
+    from slac import checkpoint, runtime
+    from slac.agent import SLACAgent
+    from slac.config import to_dict
+
+    cfg = Config(task="cartpole-swingup", **TINY_KW).resolved()
+    agent = SLACAgent(cfg, 1, torch.device("cpu"))
+    cfg.amp = True
+    checkpoint.save_agent(tmp_path, agent, {"env_step": 400, "action_dim": 1, "state_dim": 0,
+                                            "config": to_dict(cfg)})
+    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: has_bf16)
+    policy = slac.load(tmp_path, device="cpu")
+    assert policy.config.amp is has_bf16
+    assert policy.agent.model.encoder.amp is has_bf16 and policy.agent.model.decoder.amp is has_bf16
+    with pytest.raises(ConfigError, match="no units") if not has_bf16 else nullcontext():
+        SLACAgent(cfg, 1, torch.device("cpu"))  # training there is refused

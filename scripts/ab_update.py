@@ -7,6 +7,7 @@ SWITCH picks the two arms (A, B):
     linear        linear layers by torch's BLAS (A) or oneDNN's matmul (B)
     amp           fp32 (A) or bfloat16 autocast in the encoder and decoder, --amp (B)
     amp-rewrites  both --amp: the stock layers (A) or the rewrites of slac.kernels (B)
+Another script can A/B its own switch through ``main(..., extra=...)``.
 "model" times the model-only (pretraining) update, "iter" a full update, each as the schedule
 that `slac train` picks runs it, at the paper's sizes (cheetah-run) or the cpu preset's
 (ball_in_cup-catch), on all cores. Each round runs both arms, alternating which goes first: one
@@ -26,8 +27,10 @@ from slac.agent import SLACAgent
 from slac.bench import synthetic_replay
 from slac.config import Config, resolve, with_preset
 
+Switches = dict[str, tuple[str, str, Callable[[bool], None]]]  # name -> arm A, arm B, set B
 
-def switches(agent: SLACAgent) -> dict[str, tuple[str, str, Callable[[bool], None]]]:
+
+def switches(agent: SLACAgent) -> Switches:
     """Each switch's arm names and a function setting arm B (True) or A (False)."""
     enc, dec = agent.model.encoder, agent.model.decoder
 
@@ -48,7 +51,9 @@ def switches(agent: SLACAgent) -> dict[str, tuple[str, str, Callable[[bool], Non
             "amp": ("fp32", "bf16", amp), "amp-rewrites": ("stock", "rewrites", rewrites)}
 
 
-def main(switch: str, sizes: str, what: str, rounds: int) -> None:
+def main(switch: str, sizes: str, what: str, rounds: int,
+         extra: Callable[[SLACAgent], Switches] | None = None) -> None:
+    """Run the A/B; ``extra(agent)`` adds switches to :func:`switches`'s."""
     given = {"task": "cheetah-run"} if sizes == "paper" else {"preset": sizes,
                                                              "task": "ball_in_cup-catch"}
     cfg = resolve(Config(**with_preset(given)))
@@ -57,7 +62,7 @@ def main(switch: str, sizes: str, what: str, rounds: int) -> None:
     schedule = parallel.choose(agent)
     replay = synthetic_replay(cfg, 6)
     batches = [replay.sample(cfg.batch_size, cfg.sequence_length) for _ in range(3)]
-    name_a, name_b, set_b = switches(agent)[switch]
+    name_a, name_b, set_b = {**switches(agent), **(extra(agent) if extra else {})}[switch]
     calls = 0
 
     def update() -> float:

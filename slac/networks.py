@@ -170,7 +170,7 @@ class Decoder(nn.Module):
         stock layers (the first is a matmul either way). ``slac bench --layers`` times each."""
         first, act, *rest = self.net
         out = [(f"decoder {conv_name(first)}, 1x1 (a matmul)",
-                lambda z, a=act: a(self._first(z, first)))]
+                lambda z, a=act: self._first(z, first, a))]
         size = first.kernel_size[0]
         for layer, act in zip(rest[::2], [*rest[1::2], None], strict=True):
             name = f"decoder {conv_name(layer)}, {size}x{size}"
@@ -185,12 +185,14 @@ class Decoder(nn.Module):
         return out
 
     @staticmethod
-    def _first(z: torch.Tensor, first: nn.ConvTranspose2d) -> torch.Tensor:
+    def _first(z: torch.Tensor, first: nn.ConvTranspose2d, act: nn.Module) -> torch.Tensor:
         # The first transposed conv maps a 1x1 input to 4x4: a matmul on the same parameters
-        # (views in channels-last order), giving a channels-last map; exact and faster.
+        # (views in channels-last order), giving a channels-last map; exact and faster. The
+        # in-place activation goes on the matmul's output, not on the 4-D view of it: autograd
+        # would give a view's backward a gradient copied to NCHW, against the map's layout.
         kh, kw = first.kernel_size
         w = first.weight.permute(0, 2, 3, 1).reshape(first.in_channels, -1)
-        x = kernels.linear(z, w.t(), first.bias.repeat(kh * kw))
+        x = act(kernels.linear(z, w.t(), first.bias.repeat(kh * kw)))
         return x.view(-1, kh, kw, first.out_channels).permute(0, 3, 1, 2)
 
 

@@ -178,14 +178,35 @@ class SubPixelLastLayer(torch.autograd.Function):
             list(ctx.needs_input_grad))
 
 
-def stride2_patches(t: torch.Tensor, pad: tuple[int, int, int, int], h: int, w: int):
-    """The h x w stride-2 3x3 windows of ``t`` (N, C, H, W) padded by ``pad`` (F.pad's order),
-    as rows (N h w, 3 3 C) in channels-last order: one copy, for a weight gradient's matmul."""
-    padded = F.pad(t, pad).contiguous(memory_format=torch.channels_last)
-    s_n, s_c, s_h, s_w = padded.stride()
-    windows = padded.as_strided((t.shape[0], h, w, 3, 3, t.shape[1]),
-                                (s_n, 2 * s_h, 2 * s_w, s_h, s_w, s_c))
-    return windows.reshape(t.shape[0] * h * w, -1)
+def stride2_patches(t: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """The h x w stride-2 3x3 windows of ``t`` (N, C, H, W) zero-padded by one on each side, as
+    rows (N h w, 3 3 C) in channels-last order: for a weight gradient's matmul.
+
+    Where H, W = 2h, 2w (every use in SLAC) no window reads the bottom or right padding, so the
+    rows are copied straight from ``t``, with zeros only for the first row's and column's taps
+    that fall on the top and left padding: no padded copy of ``t`` is made."""
+    n, c, big_h, big_w = t.shape
+    src = t.contiguous(memory_format=torch.channels_last)
+    if (big_h, big_w) != (2 * h, 2 * w):
+        src = F.pad(src, (1, 1, 1, 1)).contiguous(memory_format=torch.channels_last)
+    s_n, s_c, s_h, s_w = src.stride()
+
+    def windows(rows: int, cols: int, ky: int, kx: int, first_row: int, first_col: int):
+        # rows x cols windows of ky x kx taps, the first window's first tap at src's
+        # (first_row, first_col)
+        return src.as_strided((n, rows, cols, ky, kx, c), (s_n, 2 * s_h, 2 * s_w, s_h, s_w, s_c),
+                              src.storage_offset() + first_row * s_h + first_col * s_w)
+
+    if (big_h, big_w) != (2 * h, 2 * w):
+        return windows(h, w, 3, 3, 0, 0).reshape(n * h * w, -1)
+    out = t.new_empty(n, h, w, 3, 3, c)
+    out[:, 0, :, 0] = 0  # the first row's top taps and the first column's left taps: padding
+    out[:, :, 0, :, 0] = 0
+    out[:, 1:, 1:] = windows(h - 1, w - 1, 3, 3, 1, 1)
+    out[:, :1, 1:, 1:] = windows(1, w - 1, 2, 3, 0, 1)
+    out[:, 1:, :1, :, 1:] = windows(h - 1, 1, 3, 2, 1, 0)
+    out[:, :1, :1, 1:, 1:] = windows(1, 1, 2, 2, 0, 0)
+    return out.view(n * h * w, -1)
 
 
 class Stride2TransposedConv3x3(torch.autograd.Function):
@@ -213,7 +234,7 @@ class Stride2TransposedConv3x3(torch.autograd.Function):
         elif ctx.needs_input_grad[1]:
             # dW[i, o, ky, kx] = sum_{n, r, c} x[n, i, r, c] grad[n, o, 2r - 1 + ky, 2c - 1 + kx]
             n, c_in, h, w = x.shape
-            patches = stride2_patches(grad, (1, 0, 1, 0), h, w)
+            patches = stride2_patches(grad, h, w)
             g_w = x.permute(0, 2, 3, 1).reshape(-1, c_in).T @ patches
             g_w = g_w.view(c_in, 3, 3, -1).permute(0, 3, 1, 2)  # channels-last, as the weight
         if ctx.needs_input_grad[2] and WEIGHT_GRAD_BY_MATMUL:
@@ -242,7 +263,7 @@ class Stride2Conv3x3(torch.autograd.Function):
                 [True, False, False])[0]
         if ctx.needs_input_grad[1]:
             # dW[o, i, ky, kx] = sum_{n, r, c} grad[n, o, r, c] x[n, i, 2r - 1 + ky, 2c - 1 + kx]
-            patches = stride2_patches(x, (1, 1, 1, 1), *grad.shape[2:])
+            patches = stride2_patches(x, *grad.shape[2:])
             g_w = grad.permute(0, 2, 3, 1).reshape(-1, grad.shape[1]).T @ patches
             g_w = g_w.view(-1, 3, 3, x.shape[1]).permute(0, 3, 1, 2)  # channels-last, as weight
         if ctx.needs_input_grad[2]:

@@ -148,3 +148,15 @@ def test_onednn_linear_is_f_linear(monkeypatch):
             torch.testing.assert_close(a, c, rtol=1e-5, atol=1e-4)
     small = kernels.linear(torch.randn(4, 24, requires_grad=True), w, b)
     assert "OneDNN" not in small.grad_fn.name()
+
+
+@pytest.mark.parametrize("size", [(16, 16), (8, 12), (7, 9)])
+def test_stride2_patches_are_the_padded_unfold(size):
+    """The weight gradients' patch rows equal F.unfold's stride-2 3x3 windows of the input padded
+    by one, reordered (tap row, tap column, channel): copied straight from the input where it is
+    2h x 2w, through a padded copy otherwise (the odd size)."""
+    t = torch.randn(3, 5, *size).contiguous(memory_format=torch.channels_last)
+    h, w = (size[0] + 1) // 2, (size[1] + 1) // 2
+    ref = F.unfold(t, 3, padding=1, stride=2)  # (N, C 3 3, h w)
+    ref = ref.view(3, 5, 3, 3, h * w).permute(0, 4, 2, 3, 1).reshape(3 * h * w, -1)
+    assert torch.equal(kernels.stride2_patches(t, h, w), ref)

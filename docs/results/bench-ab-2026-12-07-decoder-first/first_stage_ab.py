@@ -23,7 +23,7 @@ for width, frames in ((32, 72), (16, 36)):  # the paper's sizes, the cpu preset'
     steps = [f for _, f in dec.stages()[:2]]
     z = torch.randn(frames, 288)
     for amp in (False, True):
-        def run():
+        def run(z=z, amp=amp, steps=steps):
             x = z.requires_grad_()
             with torch.autocast("cpu", torch.bfloat16, enabled=amp):
                 for f in steps:
@@ -38,6 +38,7 @@ for width, frames in ((32, 72), (16, 36)):  # the paper's sizes, the cpu preset'
                 run()
                 times[b].append(time.perf_counter() - t)
         a, b = statistics.median(times[False]), statistics.median(times[True])
-        faster = sum(y < x for x, y in zip(times[False], times[True]))
-        print(f"width {width}, {frames} frames, {'bf16' if amp else 'fp32'}: view {a * 1e3:.2f} ms, "
+        faster = sum(y < x for x, y in zip(times[False], times[True], strict=True))
+        kind = "bf16" if amp else "fp32"
+        print(f"width {width}, {frames} frames, {kind}: view {a * 1e3:.2f} ms, "
               f"matmul {b * 1e3:.2f} ms, ratio {b / a:.3f} (B faster in {faster} of 40)")

@@ -200,8 +200,8 @@ def stride2_patches(t: torch.Tensor, h: int, w: int) -> torch.Tensor:
     if (big_h, big_w) != (2 * h, 2 * w):
         return windows(h, w, 3, 3, 0, 0).reshape(n * h * w, -1)
     out = t.new_empty(n, h, w, 3, 3, c)
-    out[:, 0, :, 0] = 0  # the first row's top taps and the first column's left taps: padding
-    out[:, :, 0, :, 0] = 0
+    out[:, 0, :, 0].zero_()  # the first row's top taps and the first column's left taps: padding
+    out[:, :, 0, :, 0].zero_()
     out[:, 1:, 1:] = windows(h - 1, w - 1, 3, 3, 1, 1)
     out[:, :1, 1:, 1:] = windows(1, w - 1, 2, 3, 0, 1)
     out[:, 1:, :1, :, 1:] = windows(h - 1, 1, 3, 2, 1, 0)

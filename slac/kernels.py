@@ -187,7 +187,8 @@ def stride2_patches(t: torch.Tensor, h: int, w: int) -> torch.Tensor:
     that fall on the top and left padding: no padded copy of ``t`` is made."""
     n, c, big_h, big_w = t.shape
     src = t.contiguous(memory_format=torch.channels_last)
-    if (big_h, big_w) != (2 * h, 2 * w):
+    direct = (big_h, big_w) == (2 * h, 2 * w)
+    if not direct:
         src = F.pad(src, (1, 1, 1, 1)).contiguous(memory_format=torch.channels_last)
     s_n, s_c, s_h, s_w = src.stride()
 
@@ -197,7 +198,7 @@ def stride2_patches(t: torch.Tensor, h: int, w: int) -> torch.Tensor:
         return src.as_strided((n, rows, cols, ky, kx, c), (s_n, 2 * s_h, 2 * s_w, s_h, s_w, s_c),
                               src.storage_offset() + first_row * s_h + first_col * s_w)
 
-    if (big_h, big_w) != (2 * h, 2 * w):
+    if not direct:
         return windows(h, w, 3, 3, 0, 0).reshape(n * h * w, -1)
     out = t.new_empty(n, h, w, 3, 3, c)
     out[:, 0, :, 0].zero_()  # the first row's top taps and the first column's left taps: padding

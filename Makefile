@@ -28,13 +28,14 @@ train: setup
 	  $(BIN)/slac train --preset cpu --task ball_in_cup-catch --seed 0 --run-dir runs/ball_in_cup-catch-seed0-cpu $(ARGS); \
 	fi
 
+# Two pytest workers, each taking a whole test file at a time (its module fixtures built once).
 test: setup
-	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q --durations=25 tests
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=25 tests
 	$(BIN)/ruff check slac tests
 
 # The suite without its end-to-end tests (subprocesses, CLI runs, kills): a few minutes.
 test-fast: setup
-	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q -m "not e2e" tests
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not e2e" tests
 	$(BIN)/ruff check slac tests
 
 lint: setup

@@ -172,39 +172,38 @@ class LatentModel(nn.Module):
             first = torch.ones_like(first)
         eps1, eps2 = noise if noise is not None else self.noise(B, T, generator, features.device)
         # What does not depend on the previous steps' samples is computed for all steps at once,
-        # outside the loop: q(z1 | x_t) and p(z2 | z1) of its sample (used at episode starts)
-        # and, after it, p(z1_t+1 | z2_t, a_t).
+        # outside the loop: q(z1 | x_t) and p(z2 | z1) and their samples (used at episode
+        # starts) and, after it, p(z1_t+1 | z2_t, a_t). The loop's two MLPs run unrolled.
         init_mean, init_std = self.z1_posterior_init(features)
+        init_z1 = init_mean + init_std * eps1
         if factored:
-            init_m2, init_s2 = self.z2_prior_init(init_mean + init_std * eps1)
-        z1s, z2s, qm, qs = [], [], [], []
-        for t in range(T):
-            q_mean, q_std = init_mean[:, t], init_std[:, t]
-            if t > 0 and seq:
-                z2_prev, a_prev = z2s[-1], actions[:, t - 1]
-                restart = first[:, t, None]
-                sq_mean, sq_std = self.z1_posterior(
-                    features[:, t], self._carry(z1s[-1], z2_prev), a_prev)
-                q_mean = torch.where(restart, q_mean, sq_mean)
-                q_std = torch.where(restart, q_std, sq_std)
-            z1 = q_mean + q_std * eps1[:, t]
-            if factored:
-                m2, s2 = init_m2[:, t], init_s2[:, t]
-                if t > 0 and seq:
-                    sm2, ss2 = self.z2_prior(z1, z2_prev, a_prev)
-                    m2, s2 = torch.where(restart, m2, sm2), torch.where(restart, s2, ss2)
-                z2 = m2 + s2 * eps2[:, t]
-            else:
-                z2 = z1[..., :0]
-            for lst, v in zip((z1s, z2s, qm, qs), (z1, z2, q_mean, q_std), strict=True):
-                lst.append(v)
-        z1, z2, q_mean, q_std = (torch.stack(v, 1) for v in (z1s, z2s, qm, qs))
-        # p(z1_1) = N(0, I), and so at every episode start; p(z1_t+1 | z2_t, a_t) elsewhere
-        if seq:
+            init_m2, init_s2 = self.z2_prior_init(init_z1)
+            init_z2 = init_m2 + init_s2 * eps2
+        else:
+            init_z2 = init_z1[..., :0]
+        z1, z2, q_mean, q_std = init_z1, init_z2, init_mean, init_std
+        if seq:  # steps 2..T from the previous step's sample, or anew where an episode starts
+            z1_posterior = self.z1_posterior.unrolled()
+            z2_prior = self.z2_prior.unrolled() if factored else None
+            z1s, z2s, qm, qs = [init_z1[:, 0]], [init_z2[:, 0]], [init_mean[:, 0]], [init_std[:, 0]]
+            for t in range(1, T):
+                z2_prev, a_prev, restart = z2s[-1], actions[:, t - 1], first[:, t, None]
+                m1, s1 = z1_posterior(features[:, t], self._carry(z1s[-1], z2_prev), a_prev)
+                z1s.append(torch.where(restart, init_z1[:, t], m1 + s1 * eps1[:, t]))
+                qm.append(m1), qs.append(s1)
+                if factored:
+                    m2, s2 = z2_prior(z1s[-1], z2_prev, a_prev)
+                    z2s.append(torch.where(restart, init_z2[:, t], m2 + s2 * eps2[:, t]))
+                else:
+                    z2s.append(z1s[-1][..., :0])
+            z1, z2 = torch.stack(z1s, 1), torch.stack(z2s, 1)
+            restart = first[..., None]
+            q_mean = torch.where(restart, init_mean, torch.stack(qm, 1))
+            q_std = torch.where(restart, init_std, torch.stack(qs, 1))
+            # p(z1_1) = N(0, I), and so at every episode start; p(z1_t+1 | z2_t, a_t) elsewhere
             p_mean, p_std = self.z1_prior(self._carry(z1[:, :-1], z2[:, :-1]), actions)
-            restart = first[:, 1:, None]
-            p_mean = F.pad(torch.where(restart, 0.0, p_mean), (0, 0, 1, 0))
-            p_std = F.pad(torch.where(restart, 1.0, p_std), (0, 0, 1, 0), value=1.0)
+            p_mean = F.pad(torch.where(restart[:, 1:], 0.0, p_mean), (0, 0, 1, 0))
+            p_std = F.pad(torch.where(restart[:, 1:], 1.0, p_std), (0, 0, 1, 0), value=1.0)
         else:
             p_mean, p_std = torch.zeros_like(z1), torch.ones_like(z1)
         return Filtered(z1, z2, q_mean, q_std, p_mean, p_std, first)

@@ -9,9 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from slac import kernels
+from slac import kernels, unroll
 
 LEAK = 0.2
+UNROLL = True  # the filter's MLPs by slac.unroll (read at each pass, so A/Bs can set it)
 Stage = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -35,10 +36,14 @@ def mlp(inp: int, out: int, hidden: int, act: type[nn.Module] = nn.LeakyReLU) ->
                          Linear(hidden, out))
 
 
-def _clip_grad(x: torch.Tensor, bound: float = 10.0) -> torch.Tensor:
+STD_FLOOR = 1e-5  # added to the softplus
+STD_GRAD_CLIP = 10.0
+
+
+def _clip_grad(x: torch.Tensor, bound: float = STD_GRAD_CLIP) -> torch.Tensor:
     # Appendix B: the pre-softplus std is gradient-clipped element-wise to [-10, 10].
     if x.requires_grad:
-        x.register_hook(lambda g: g.clamp(-bound, bound))
+        x.register_hook(lambda g: g if g is None else g.clamp(-bound, bound))  # None: unused
     return x
 
 
@@ -55,11 +60,25 @@ class Gaussian(nn.Module):
         self.net = mlp(inp, out if std is not None else 2 * out, hidden)
 
     def forward(self, *xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.net(torch.cat(xs, -1) if len(xs) > 1 else xs[0])
+        return self.head(self.net(torch.cat(xs, -1) if len(xs) > 1 else xs[0]))
+
+    def unrolled(self) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
+        """This layer for the steps of one loop (one pass): the same values, its weight
+        gradients summed over the steps in one matmul each (:mod:`slac.unroll`)."""
+        if not (UNROLL and torch.is_grad_enabled() and self.net[0].weight.requires_grad):
+            return self
+        if self.std is not None:
+            net = unroll.Unrolled(self.net)
+            return lambda *xs: self.head(net(torch.cat(xs, -1)))
+        net = unroll.Unrolled(self.net, unroll.Head(STD_FLOOR, STD_GRAD_CLIP))
+        return lambda *xs: net(torch.cat(xs, -1))
+
+    def head(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The MLP's output h as (mean, std)."""
         if self.std is not None:
             return h, torch.full_like(h, self.std)
         mean, pre_std = h.chunk(2, -1)
-        return mean, F.softplus(_clip_grad(pre_std)) + 1e-5
+        return mean, F.softplus(_clip_grad(pre_std)) + STD_FLOOR
 
 
 class Encoder(nn.Module):

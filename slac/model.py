@@ -190,7 +190,8 @@ class LatentModel(nn.Module):
                 z2_prev, a_prev, restart = z2s[-1], actions[:, t - 1], first[:, t, None]
                 m1, s1 = z1_posterior(features[:, t], self._carry(z1s[-1], z2_prev), a_prev)
                 z1s.append(torch.where(restart, init_z1[:, t], m1 + s1 * eps1[:, t]))
-                qm.append(m1), qs.append(s1)
+                qm.append(m1)
+                qs.append(s1)
                 if factored:
                     m2, s2 = z2_prior(z1s[-1], z2_prev, a_prev)
                     z2s.append(torch.where(restart, init_z2[:, t], m2 + s2 * eps2[:, t]))
